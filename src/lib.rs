@@ -1,0 +1,28 @@
+//! gre-relay: pushes every GRE chat row written to PostgreSQL to the WebSocket clients that
+//! should see it.
+//!
+//! Where things live (a NOTIFY becomes a frame by going listener → hub → ws_connection):
+//! - [`config`]: settings from `config/default.toml`, a file and the environment.
+//! - [`auth`]: Supabase JWT verification and the caller's identity.
+//! - [`migrate`]: applies `sql/` and `triggers/` and keeps the ledger.
+//! - [`embedded_postgres`]: the private PostgreSQL cluster used when no database is configured.
+//! - [`store`]: every query the relay runs on the pool.
+//! - [`listener`]: the dedicated LISTEN connection; turns notifications into hub events.
+//! - [`hub`]: who is subscribed to what; fans events out over bounded queues.
+//! - [`protocol`]: the JSON frames of the WebSocket protocol.
+//! - [`ws_connection`]: one task per WebSocket client.
+//! - [`http`]: the HTTP front door: upgrade to WebSocket, REST routes, health.
+//! - [`server`]: wires it all together; what `gre-relay serve` and the tests start.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod embedded_postgres;
+pub mod http;
+pub mod hub;
+pub mod listener;
+pub mod migrate;
+pub mod protocol;
+pub mod server;
+pub mod store;
+pub mod ws_connection;

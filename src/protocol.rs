@@ -1,0 +1,451 @@
+//! The WebSocket protocol's frames (docs/protocol.md): parsing what clients send, building what
+//! the server sends. Pure functions over JSON; no I/O here.
+//!
+//! Messages and sessions arrive from PostgreSQL already shaped as wire JSON (by
+//! `gre_relay.message_json()` / `session_json()`, sql/0070_wire_json.sql); frames embed that JSON
+//! as it is, so a message is never decoded and re-encoded on its way to clients.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// Longest chat message, in characters (the table's check constraint agrees).
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+/// Longest `clientMessageId` (the table's check constraint agrees).
+pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 200;
+
+/// Error codes of `error` frames and REST error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidJson,
+    UnknownType,
+    InvalidFrame,
+    Unauthenticated,
+    Forbidden,
+    InvalidMessage,
+    NotFound,
+    RateLimited,
+    ChatDisabled,
+    SessionClosed,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidFrame => "invalid_frame",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::ChatDisabled => "chat_disabled",
+            ErrorCode::SessionClosed => "session_closed",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// A protocol-level error: a code and a human sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ProtocolError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A position in a session's history: the `cursor` of a message. Clients hand it back as `since`.
+/// On the wire it is an opaque string (today the message's number in its session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor(pub i64);
+
+impl Cursor {
+    pub fn parse(value: &Value) -> Result<Cursor, ProtocolError> {
+        let n = match value {
+            Value::String(s) => s.trim().parse::<i64>().ok(),
+            Value::Number(n) => n.as_i64(),
+            Value::Null => Some(0),
+            _ => None,
+        };
+        match n {
+            Some(n) if n >= 0 => Ok(Cursor(n)),
+            _ => Err(ProtocolError::new(
+                ErrorCode::InvalidFrame,
+                "since is not a cursor",
+            )),
+        }
+    }
+    pub fn parse_str(s: &str) -> Result<Cursor, ProtocolError> {
+        Cursor::parse(&Value::String(s.to_owned()))
+    }
+    pub fn to_wire(self) -> String {
+        self.0.to_string()
+    }
+}
+
+/// What a client may send after parsing and validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientFrame {
+    Authenticate {
+        token: String,
+    },
+    SendMessage {
+        message: String,
+        session_id: Option<Uuid>,
+        client_message_id: Option<String>,
+    },
+    Subscribe {
+        session_id: Uuid,
+        since: Option<Cursor>,
+    },
+    Unsubscribe {
+        session_id: Uuid,
+    },
+    Typing {
+        session_id: Uuid,
+        is_typing: bool,
+    },
+    MarkRead {
+        session_id: Uuid,
+        up_to: Uuid,
+    },
+    Ping,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendMessageFields {
+    message: String,
+    #[serde(default)]
+    session_id: Option<Uuid>,
+    #[serde(default)]
+    client_message_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscribeFields {
+    session_id: Uuid,
+    #[serde(default)]
+    since: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionFields {
+    session_id: Uuid,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypingFields {
+    session_id: Uuid,
+    is_typing: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MarkReadFields {
+    session_id: Uuid,
+    up_to: Uuid,
+}
+
+#[derive(Deserialize)]
+struct AuthenticateFields {
+    token: String,
+}
+
+fn fields<T: serde::de::DeserializeOwned>(
+    value: Value,
+    code: ErrorCode,
+    kind: &str,
+) -> Result<T, ProtocolError> {
+    serde_json::from_value(value)
+        .map_err(|e| ProtocolError::new(code, format!("bad {kind} frame: {e}")))
+}
+
+/// Parses one text frame. Errors carry the code the client gets back.
+pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ProtocolError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("not JSON: {e}")))?;
+    let kind = match value.get("type") {
+        Some(Value::String(t)) => t.clone(),
+        _ if !value.is_object() => {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidJson,
+                "a frame must be a JSON object",
+            ))
+        }
+        _ => {
+            return Err(ProtocolError::new(
+                ErrorCode::UnknownType,
+                "the frame has no string 'type'",
+            ))
+        }
+    };
+    let frame = match kind.as_str() {
+        "authenticate" => {
+            let f: AuthenticateFields = fields(value, ErrorCode::InvalidFrame, &kind)?;
+            ClientFrame::Authenticate { token: f.token }
+        }
+        "send_message" | "chat_message" => {
+            let f: SendMessageFields = fields(value, ErrorCode::InvalidMessage, &kind)?;
+            let message = validate_message_text(f.message)?;
+            let client_message_id = match f.client_message_id {
+                Some(id) => Some(validate_client_message_id(id)?),
+                None => None,
+            };
+            ClientFrame::SendMessage {
+                message,
+                session_id: f.session_id,
+                client_message_id,
+            }
+        }
+        "subscribe" => {
+            let f: SubscribeFields = fields(value, ErrorCode::InvalidFrame, &kind)?;
+            let since = match f.since {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(Cursor::parse(&v)?),
+            };
+            ClientFrame::Subscribe {
+                session_id: f.session_id,
+                since,
+            }
+        }
+        "unsubscribe" => {
+            let f: SessionFields = fields(value, ErrorCode::InvalidFrame, &kind)?;
+            ClientFrame::Unsubscribe {
+                session_id: f.session_id,
+            }
+        }
+        "typing" => {
+            let f: TypingFields = fields(value, ErrorCode::InvalidFrame, &kind)?;
+            ClientFrame::Typing {
+                session_id: f.session_id,
+                is_typing: f.is_typing,
+            }
+        }
+        "mark_read" => {
+            let f: MarkReadFields = fields(value, ErrorCode::InvalidFrame, &kind)?;
+            ClientFrame::MarkRead {
+                session_id: f.session_id,
+                up_to: f.up_to,
+            }
+        }
+        "ping" => ClientFrame::Ping,
+        other => {
+            let shown: String = other.chars().take(40).collect();
+            return Err(ProtocolError::new(
+                ErrorCode::UnknownType,
+                format!("unknown frame type '{shown}'"),
+            ));
+        }
+    };
+    Ok(frame)
+}
+
+/// Checks a chat message's text as the database will: 1 to 4000 characters, not only white
+/// space, no NUL (PostgreSQL text cannot hold it). Returns it unchanged when good.
+pub fn validate_message_text(message: String) -> Result<String, ProtocolError> {
+    if message.contains('\0') {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            "message contains a NUL character",
+        ));
+    }
+    if message.trim().is_empty() {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            "message is empty",
+        ));
+    }
+    let chars = message.chars().count();
+    if chars > MAX_MESSAGE_CHARS {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            format!("message is {chars} characters; at most {MAX_MESSAGE_CHARS}"),
+        ));
+    }
+    Ok(message)
+}
+
+pub fn validate_client_message_id(id: String) -> Result<String, ProtocolError> {
+    if id.is_empty() || id.chars().count() > MAX_CLIENT_MESSAGE_ID_CHARS || id.contains('\0') {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            format!(
+                "clientMessageId must be 1 to {MAX_CLIENT_MESSAGE_ID_CHARS} characters without NUL"
+            ),
+        ));
+    }
+    Ok(id)
+}
+
+// ---- server frames ---------------------------------------------------------------------------
+
+pub fn error_frame(err: &ProtocolError) -> String {
+    json!({"type": "error", "code": err.code.as_str(), "message": err.message}).to_string()
+}
+
+pub fn pong_frame() -> String {
+    r#"{"type":"pong"}"#.to_owned()
+}
+
+pub fn authenticated_player_frame(player_id: i64, session_id: Option<Uuid>) -> String {
+    json!({"type": "authenticated", "role": "player", "playerId": player_id, "sessionId": session_id}).to_string()
+}
+
+pub fn authenticated_staff_frame(staff_id: &str) -> String {
+    json!({"type": "authenticated", "role": "gre_staff", "staffId": staff_id, "sessionId": null})
+        .to_string()
+}
+
+/// `chat_message` around a message already in wire JSON.
+pub fn chat_message_frame(message_json: &RawValue) -> String {
+    format!(
+        r#"{{"type":"chat_message","message":{}}}"#,
+        message_json.get()
+    )
+}
+
+/// `message_updated` (a stored message changed, e.g. its status became `read`).
+pub fn message_updated_frame(message_json: &RawValue) -> String {
+    format!(
+        r#"{{"type":"message_updated","message":{}}}"#,
+        message_json.get()
+    )
+}
+
+pub fn session_updated_frame(session_json: &RawValue) -> String {
+    format!(
+        r#"{{"type":"session_updated","session":{}}}"#,
+        session_json.get()
+    )
+}
+
+pub fn message_sent_frame(client_message_id: Option<&str>, message_json: &RawValue) -> String {
+    let id = serde_json::to_string(&client_message_id).unwrap_or_else(|_| "null".into());
+    format!(
+        r#"{{"type":"message_sent","clientMessageId":{id},"message":{}}}"#,
+        message_json.get()
+    )
+}
+
+pub fn subscribed_frame(session_id: Uuid, cursor: Cursor) -> String {
+    json!({"type": "subscribed", "sessionId": session_id, "cursor": cursor.to_wire()}).to_string()
+}
+
+pub fn unsubscribed_frame(session_id: Uuid) -> String {
+    json!({"type": "unsubscribed", "sessionId": session_id}).to_string()
+}
+
+pub fn typing_frame(session_id: Uuid, sender: &str, sender_id: &str, is_typing: bool) -> String {
+    json!({"type": "typing", "sessionId": session_id, "sender": sender, "senderId": sender_id, "isTyping": is_typing})
+        .to_string()
+}
+
+pub fn messages_read_frame(
+    session_id: Uuid,
+    reader: &str,
+    up_to: Cursor,
+    message_ids: &[Uuid],
+) -> String {
+    json!({"type": "messages_read", "sessionId": session_id, "reader": reader, "upTo": up_to.to_wire(), "messageIds": message_ids})
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        parse_client_frame(text).expect_err("should fail").code
+    }
+
+    #[test]
+    fn parses_every_client_type() {
+        let sid = Uuid::new_v4();
+        assert_eq!(
+            parse_client_frame(r#"{"type":"authenticate","token":"x"}"#),
+            Ok(ClientFrame::Authenticate { token: "x".into() })
+        );
+        assert_eq!(
+            parse_client_frame(&format!(
+                r#"{{"type":"chat_message","message":"hi","sessionId":"{sid}","clientMessageId":"c1"}}"#
+            )),
+            Ok(ClientFrame::SendMessage {
+                message: "hi".into(),
+                session_id: Some(sid),
+                client_message_id: Some("c1".into())
+            })
+        );
+        assert_eq!(
+            parse_client_frame(&format!(
+                r#"{{"type":"subscribe","sessionId":"{sid}","since":"17"}}"#
+            )),
+            Ok(ClientFrame::Subscribe {
+                session_id: sid,
+                since: Some(Cursor(17))
+            })
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"type":"ping"}"#),
+            Ok(ClientFrame::Ping)
+        );
+    }
+
+    #[test]
+    fn classifies_bad_input() {
+        assert_eq!(code("{not json"), ErrorCode::InvalidJson);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidJson);
+        assert_eq!(code(r#"{"type":"launch_rockets"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"no":"type"}"#), ErrorCode::UnknownType);
+        assert_eq!(
+            code(r#"{"type":"send_message","message":42}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"send_message","message":"   "}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"send_message","message":"a\u0000b"}"#),
+            ErrorCode::InvalidMessage
+        );
+        let long = "é".repeat(4001);
+        assert_eq!(
+            code(&format!(r#"{{"type":"send_message","message":"{long}"}}"#)),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","sessionId":"nope"}"#),
+            ErrorCode::InvalidFrame
+        );
+        assert_eq!(
+            code(&format!(
+                r#"{{"type":"subscribe","sessionId":"{}","since":"-1"}}"#,
+                Uuid::new_v4()
+            )),
+            ErrorCode::InvalidFrame
+        );
+    }
+
+    #[test]
+    fn four_thousand_emoji_are_accepted() {
+        let text = "😀".repeat(4000);
+        assert!(validate_message_text(text).is_ok());
+    }
+}

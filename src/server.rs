@@ -1,0 +1,222 @@
+//! Wires the relay together and runs it: migrations, pool, listener, hub, HTTP accept loop, and
+//! graceful shutdown. `gre-relay serve` and the tests both start the relay through [`Relay`].
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::auth::Verifier;
+use crate::config::Settings;
+use crate::hub::Hub;
+use crate::listener::{Listener, ListenerStatus};
+use crate::store::Store;
+
+/// Everything a request or connection handler needs, shared by all of them.
+pub struct AppState {
+    pub settings: Settings,
+    pub verifier: Verifier,
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    pub listener: Arc<ListenerStatus>,
+    /// Tells this process's connections apart from other relays' in relayed events.
+    pub instance_id: Uuid,
+    /// Turns true once, on shutdown. WebSocket tasks watch it themselves: once upgraded, a
+    /// connection is invisible to hyper's graceful shutdown.
+    pub shutdown: watch::Receiver<bool>,
+    pub ws_config: WebSocketConfig,
+    /// Every WebSocket task, so shutdown can wait for them to say goodbye.
+    pub tasks: TaskTracker,
+}
+
+/// Resolves once `rx` says stop (or its sender is gone). Unlike `watch::Receiver::wait_for`, it
+/// holds no borrow of the value, so the future stays `Send`.
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A running relay.
+pub struct Relay {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    state: Arc<AppState>,
+}
+
+/// WebSocket buffers sized for many connections exchanging small messages (tungstenite's
+/// defaults are 128 KiB each, per connection).
+fn ws_config(settings: &Settings) -> WebSocketConfig {
+    let max = settings.websocket.max_frame_bytes;
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(8192)
+        .max_write_buffer_size(max * 4 + 1024 * 1024)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+impl Relay {
+    /// Starts serving on `listener` against `database_url`, verifying tokens with `jwt_secret`.
+    /// Applies migrations first unless `database.migrate_on_start` is false.
+    pub async fn start(
+        settings: Settings,
+        database_url: &str,
+        jwt_secret: &str,
+        listener: TcpListener,
+    ) -> anyhow::Result<Relay> {
+        if jwt_secret.is_empty() {
+            anyhow::bail!("no JWT secret: set SUPABASE_JWT_SECRET");
+        }
+        if settings.database.migrate_on_start {
+            crate::migrate::run(database_url).await?;
+        }
+        let store = Store::connect(
+            database_url,
+            settings.database.pool_size,
+            Duration::from_secs(settings.database.pool_timeout_seconds.max(1)),
+        )?;
+        store.ping().await?;
+        let (stop, shutdown) = watch::channel(false);
+        let hub = Hub::new();
+        let status = Arc::new(ListenerStatus::default());
+        let instance_id = Uuid::new_v4();
+        let state = Arc::new(AppState {
+            verifier: Verifier::new(jwt_secret, settings.auth.leeway_seconds),
+            ws_config: ws_config(&settings),
+            settings,
+            store: store.clone(),
+            hub: hub.clone(),
+            listener: status.clone(),
+            instance_id,
+            shutdown: shutdown.clone(),
+            tasks: TaskTracker::new(),
+        });
+        let listener_task = tokio::spawn(
+            Listener {
+                url: database_url.to_owned(),
+                store,
+                hub,
+                status: status.clone(),
+                instance: instance_id,
+            }
+            .run(shutdown.clone()),
+        );
+        // Do not accept clients before LISTEN is in place: they would miss events.
+        let ready = tokio::time::timeout(Duration::from_secs(10), async {
+            while !status.is_connected() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        if ready.is_err() {
+            tracing::warn!(
+                "the database listener is not connected yet; serving anyway, health reports it"
+            );
+        }
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(accept_loop(listener, state.clone(), listener_task));
+        Ok(Relay {
+            addr,
+            stop,
+            task,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Stops accepting, closes WebSockets with 1001, lets requests in flight finish (within
+    /// `server.shutdown_timeout_seconds`), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Runs until `shutdown` is called from elsewhere (never, for the binary's own use).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    listener_task: tokio::task::JoinHandle<()>,
+) {
+    // HTTP connections, tracked so shutdown can wait for requests in flight. (hyper-util's
+    // GracefulShutdown does not take upgradeable connections, hence this small equivalent.)
+    let http_conns = TaskTracker::new();
+    let mut shutdown = state.shutdown.clone();
+    let http = hyper::server::conn::http1::Builder::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, _peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                // Chat frames are small and latency matters more than packet count.
+                let _ = tcp.set_nodelay(true);
+                let app = state.clone();
+                let service = service_fn(move |req| crate::http::handle(req, app.clone()));
+                let conn = http.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+                let mut stop = state.shutdown.clone();
+                http_conns.spawn(async move {
+                    tokio::pin!(conn);
+                    let result = tokio::select! {
+                        r = conn.as_mut() => r,
+                        _ = stopped(&mut stop) => {
+                            // Finish the request in flight, then close; an upgraded WebSocket
+                            // watches the same signal itself.
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "http connection ended with an error");
+                    }
+                });
+            }
+            _ = stopped(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    let timeout = Duration::from_secs(state.settings.server.shutdown_timeout_seconds.max(1));
+    state.tasks.close();
+    http_conns.close();
+    let drained = tokio::time::timeout(timeout, async {
+        tokio::join!(http_conns.wait(), state.tasks.wait());
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            ?timeout,
+            "shutdown timeout: cutting the remaining connections"
+        );
+    }
+    let _ = listener_task.await;
+}

@@ -1,0 +1,479 @@
+//! Every query the relay runs on its connection pool: sessions, messages, backfill.
+//!
+//! SQL is always parameterized. Messages and sessions come back already in wire JSON
+//! (`gre_relay.message_json()` / `session_json()`), the same shape the NOTIFY trigger sends, so a
+//! backfilled message and a live one are identical.
+//!
+//! Not here: the LISTEN connection (listener.rs owns a dedicated, unpooled one).
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use serde_json::value::RawValue;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use crate::protocol::Cursor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("the session is closed")]
+    SessionClosed,
+    #[error("bad data from the database: {0}")]
+    Decode(String),
+    #[error("invalid database URL: {0}")]
+    Config(String),
+}
+
+impl From<PoolError> for StoreError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Backend(db) => StoreError::Db(db),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// A rejection by a constraint (check, foreign key, unique): the input was at fault.
+    pub fn is_constraint_violation(&self) -> bool {
+        match self {
+            StoreError::Db(e) => matches!(
+                e.code(),
+                Some(c) if *c == SqlState::CHECK_VIOLATION
+                    || *c == SqlState::FOREIGN_KEY_VIOLATION
+                    || *c == SqlState::UNIQUE_VIOLATION
+                    || *c == SqlState::NOT_NULL_VIOLATION
+                    || *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+                    || *c == SqlState::UNTRANSLATABLE_CHARACTER
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// A message as stored: its session, its number, and its wire JSON.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub session_id: Uuid,
+    pub seq: i64,
+    pub json: Box<RawValue>,
+}
+
+/// What the relay needs to know about a session to route and authorize.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub player_id: i64,
+    pub status: String,
+    /// The number of its last committed message: a subscriber starting "now" starts here.
+    pub last_seq: i64,
+    pub json: Box<RawValue>,
+}
+
+impl SessionInfo {
+    pub fn is_closed(&self) -> bool {
+        self.status == "closed"
+    }
+}
+
+/// Who writes a message, as stored in sender / sender_id / sender_name.
+#[derive(Debug, Clone)]
+pub struct Author<'a> {
+    pub sender: &'a str,
+    pub sender_id: &'a str,
+    pub sender_name: Option<&'a str>,
+}
+
+/// The result of storing a player's message.
+#[derive(Debug)]
+pub struct PlayerSend {
+    pub message: StoredMessage,
+    /// Set when this message opened a new session.
+    pub opened: Option<SessionInfo>,
+    /// The same clientMessageId was stored before; nothing new was written.
+    pub duplicate: bool,
+}
+
+fn raw(text: String) -> Result<Box<RawValue>, StoreError> {
+    RawValue::from_string(text).map_err(|e| StoreError::Decode(e.to_string()))
+}
+
+const MESSAGE_COLUMNS: &str = "m.session_id, m.seq, gre_relay.message_json(m)::text";
+const SESSION_COLUMNS: &str =
+    "s.id, s.player_id, s.status, s.last_seq, gre_relay.session_json(s)::text";
+
+fn message_from_row(row: &tokio_postgres::Row) -> Result<StoredMessage, StoreError> {
+    Ok(StoredMessage {
+        session_id: row.try_get(0)?,
+        seq: row.try_get(1)?,
+        json: raw(row.try_get(2)?)?,
+    })
+}
+
+fn session_from_row(row: &tokio_postgres::Row) -> Result<SessionInfo, StoreError> {
+    Ok(SessionInfo {
+        id: row.try_get(0)?,
+        player_id: row.try_get(1)?,
+        status: row.try_get(2)?,
+        last_seq: row.try_get(3)?,
+        json: raw(row.try_get(4)?)?,
+    })
+}
+
+/// TLS for connections that ask for it (Supabase requires it); `sslmode=prefer`, the default,
+/// falls back to plain TCP when the server offers no TLS (the embedded cluster).
+pub fn tls_connector() -> tokio_postgres_rustls::MakeRustlsConnect {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        // ring supports the default versions; this cannot fail, but fall back to TLS 1.3 only.
+        .unwrap_or_else(|_| {
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3 with ring")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        });
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+/// Parses a PostgreSQL URL, giving the relay's connections a recognizable application_name.
+pub fn pg_config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config =
+        tokio_postgres::Config::from_str(url).map_err(|e| StoreError::Config(e.to_string()))?;
+    if config.get_application_name().is_none() {
+        config.application_name("gre-relay");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    Ok(config)
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    pub fn connect(url: &str, size: usize, wait_timeout: Duration) -> Result<Store, StoreError> {
+        let manager = Manager::from_config(
+            pg_config(url)?,
+            tls_connector(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(size)
+            .wait_timeout(Some(wait_timeout))
+            .create_timeout(Some(wait_timeout))
+            .recycle_timeout(Some(wait_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Store { pool })
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// `select 1`: is the database reachable right now?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.simple_query("select 1").await?;
+        Ok(())
+    }
+
+    pub async fn session(&self, id: Uuid) -> Result<Option<SessionInfo>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql =
+            format!("select {SESSION_COLUMNS} from public.gre_chat_sessions s where s.id = $1");
+        let stmt = client.prepare_cached(&sql).await?;
+        client
+            .query_opt(&stmt, &[&id])
+            .await?
+            .as_ref()
+            .map(session_from_row)
+            .transpose()
+    }
+
+    /// The player's session that is not closed, if any (there is at most one).
+    pub async fn open_session(&self, player_id: i64) -> Result<Option<SessionInfo>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "select {SESSION_COLUMNS} from public.gre_chat_sessions s \
+             where s.player_id = $1 and s.status <> 'closed'"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        client
+            .query_opt(&stmt, &[&player_id])
+            .await?
+            .as_ref()
+            .map(session_from_row)
+            .transpose()
+    }
+
+    /// Stores a player's message in its open session, opening one (`waiting`) when it has none.
+    /// `session_hint` is what the client named: another player's session is forbidden; the
+    /// player's own closed session is not written to (the message opens a new one).
+    pub async fn send_player_message(
+        &self,
+        player_id: i64,
+        session_hint: Option<Uuid>,
+        author_name: Option<&str>,
+        text: &str,
+        client_message_id: Option<&str>,
+    ) -> Result<PlayerSend, StoreError> {
+        let mut client = self.pool.get().await?;
+        if let Some(hint) = session_hint {
+            let owner: Option<i64> = client
+                .query_opt(
+                    "select player_id from public.gre_chat_sessions where id = $1",
+                    &[&hint],
+                )
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+            match owner {
+                None => return Err(StoreError::NotFound),
+                Some(owner) if owner != player_id => return Err(StoreError::Forbidden),
+                Some(_) => {}
+            }
+        }
+        let sender_id = player_id.to_string();
+        // Two attempts: a concurrent send by the same player may open the session first.
+        for _ in 0..3 {
+            let tx = client.transaction().await?;
+            // Lock the open session so that it cannot be closed under this message.
+            let sql = format!(
+                "select {SESSION_COLUMNS} from public.gre_chat_sessions s \
+                 where s.player_id = $1 and s.status <> 'closed' for update"
+            );
+            let mut opened = None;
+            let session = match tx.query_opt(&sql, &[&player_id]).await? {
+                Some(row) => session_from_row(&row)?,
+                None => {
+                    let sql = format!(
+                        "insert into public.gre_chat_sessions as s (player_id, status) values ($1, 'waiting') \
+                         on conflict (player_id) where status <> 'closed' do nothing \
+                         returning {SESSION_COLUMNS}"
+                    );
+                    match tx.query_opt(&sql, &[&player_id]).await? {
+                        Some(row) => {
+                            let s = session_from_row(&row)?;
+                            opened = Some(s.clone());
+                            s
+                        }
+                        None => {
+                            tx.rollback().await?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Some(cid) = client_message_id {
+                if let Some(existing) = find_by_client_id(&tx, session.id, cid).await? {
+                    tx.commit().await?;
+                    return Ok(PlayerSend {
+                        message: existing,
+                        opened: None,
+                        duplicate: true,
+                    });
+                }
+            }
+            let author = Author {
+                sender: "player",
+                sender_id: &sender_id,
+                sender_name: author_name,
+            };
+            let message = insert_message(&tx, session.id, &author, text, client_message_id).await?;
+            tx.commit().await?;
+            return Ok(PlayerSend {
+                message,
+                opened,
+                duplicate: false,
+            });
+        }
+        Err(StoreError::Unavailable(
+            "could not open a session: too much contention".into(),
+        ))
+    }
+
+    /// Stores a staff (or system) message into an existing session that is not closed.
+    /// Returns the message and whether it was a duplicate of an earlier send.
+    pub async fn send_staff_message(
+        &self,
+        session_id: Uuid,
+        author: &Author<'_>,
+        text: &str,
+        client_message_id: Option<&str>,
+    ) -> Result<(StoredMessage, bool), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let status: Option<String> = tx
+            .query_opt(
+                "select status from public.gre_chat_sessions where id = $1 for update",
+                &[&session_id],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        match status.as_deref() {
+            None => return Err(StoreError::NotFound),
+            Some("closed") => return Err(StoreError::SessionClosed),
+            Some(_) => {}
+        }
+        if let Some(cid) = client_message_id {
+            if let Some(existing) = find_by_client_id(&tx, session_id, cid).await? {
+                tx.commit().await?;
+                return Ok((existing, true));
+            }
+        }
+        let message = insert_message(&tx, session_id, author, text, client_message_id).await?;
+        tx.commit().await?;
+        Ok((message, false))
+    }
+
+    /// Messages of a session after `since`, oldest first, at most `limit`.
+    pub async fn messages_after(
+        &self,
+        session_id: Uuid,
+        since: Cursor,
+        limit: i64,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "select {MESSAGE_COLUMNS} from public.gre_chat_messages m \
+             where m.session_id = $1 and m.seq > $2 order by m.seq limit $3"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        client
+            .query(&stmt, &[&session_id, &since.0, &limit])
+            .await?
+            .iter()
+            .map(message_from_row)
+            .collect()
+    }
+
+    pub async fn message(&self, id: Uuid) -> Result<Option<StoredMessage>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql =
+            format!("select {MESSAGE_COLUMNS} from public.gre_chat_messages m where m.id = $1");
+        let stmt = client.prepare_cached(&sql).await?;
+        client
+            .query_opt(&stmt, &[&id])
+            .await?
+            .as_ref()
+            .map(message_from_row)
+            .transpose()
+    }
+
+    /// Marks the other side's messages of a session as read, up to and including `up_to`.
+    /// `reader_is_staff` decides which side is "the other". Returns the cursor of `up_to` and the
+    /// ids that changed.
+    pub async fn mark_read(
+        &self,
+        session_id: Uuid,
+        up_to: Uuid,
+        reader_is_staff: bool,
+    ) -> Result<(Cursor, Vec<Uuid>), StoreError> {
+        let client = self.pool.get().await?;
+        let seq: Option<i64> = client
+            .query_opt(
+                "select seq from public.gre_chat_messages where id = $1 and session_id = $2",
+                &[&up_to, &session_id],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        let seq = seq.ok_or(StoreError::NotFound)?;
+        let rows = client
+            .query(
+                "update public.gre_chat_messages set status = 'read' \
+                 where session_id = $1 and seq <= $2 and status <> 'read' \
+                   and (case when $3 then sender = 'player' else sender <> 'player' end) \
+                 returning id",
+                &[&session_id, &seq, &reader_is_staff],
+            )
+            .await?;
+        let ids = rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<Vec<Uuid>, _>>()?;
+        Ok((Cursor(seq), ids))
+    }
+
+    /// Sends a NOTIFY on the relay's channel: events that are relayed but never stored (typing,
+    /// messages_read), so every relay process on this database delivers them.
+    pub async fn notify(&self, payload: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached("select pg_notify('gre_relay', $1)")
+            .await?;
+        client.execute(&stmt, &[&payload]).await?;
+        Ok(())
+    }
+}
+
+async fn find_by_client_id(
+    tx: &deadpool_postgres::Transaction<'_>,
+    session_id: Uuid,
+    client_message_id: &str,
+) -> Result<Option<StoredMessage>, StoreError> {
+    let sql = format!(
+        "select {MESSAGE_COLUMNS} from public.gre_chat_messages m \
+         where m.session_id = $1 and m.client_message_id = $2"
+    );
+    let stmt = tx.prepare_cached(&sql).await?;
+    tx.query_opt(&stmt, &[&session_id, &client_message_id])
+        .await?
+        .as_ref()
+        .map(message_from_row)
+        .transpose()
+}
+
+async fn insert_message(
+    tx: &deadpool_postgres::Transaction<'_>,
+    session_id: Uuid,
+    author: &Author<'_>,
+    text: &str,
+    client_message_id: Option<&str>,
+) -> Result<StoredMessage, StoreError> {
+    let sql = format!(
+        "insert into public.gre_chat_messages as m \
+           (session_id, sender, sender_id, sender_name, message, client_message_id) \
+         values ($1, $2, $3, $4, $5, $6) returning {MESSAGE_COLUMNS}"
+    );
+    let stmt = tx.prepare_cached(&sql).await?;
+    let row = tx
+        .query_one(
+            &stmt,
+            &[
+                &session_id,
+                &author.sender,
+                &author.sender_id,
+                &author.sender_name,
+                &text,
+                &client_message_id,
+            ],
+        )
+        .await?;
+    message_from_row(&row)
+}

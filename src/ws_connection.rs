@@ -1,0 +1,625 @@
+//! One task per WebSocket client: authenticate, then one `select!` over the socket, the hub
+//! queue, the heartbeat, the lag signal and shutdown. Owns the connection's subscriptions and the
+//! per-session position used to drop what this client was already sent.
+//!
+//! Must not touch: other connections (only the hub fans out), the LISTEN connection.
+
+use futures_util::{SinkExt, StreamExt};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use uuid::Uuid;
+
+use crate::auth::Identity;
+use crate::hub::{Outbound, Registration};
+use crate::listener::{relayed_event_payload, Origin};
+use crate::protocol::{self, ClientFrame, Cursor, ErrorCode, ProtocolError};
+use crate::server::AppState;
+use crate::store::{Author, StoreError};
+
+/// Close codes (docs/protocol.md).
+pub mod close_code {
+    /// No valid `authenticate` in time, or too many bad tokens.
+    pub const AUTH_FAILED: u16 = 4001;
+    /// The client did not read fast enough; reconnect and resume from the last cursor.
+    pub const LAGGING: u16 = 4008;
+    /// The peer stopped answering pings.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4002;
+}
+
+/// Bad tokens tolerated on one connection before it is closed.
+const MAX_AUTH_FAILURES: u32 = 3;
+/// Queued events written per flush: batches frames into fewer syscalls under load.
+const WRITE_BATCH: usize = 64;
+/// Page size of a subscribe backfill.
+const BACKFILL_PAGE: i64 = 500;
+
+type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
+
+/// Serves one upgraded connection until it closes.
+pub async fn serve<S>(ws: WebSocketStream<S>, app: Arc<AppState>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, stream) = ws.split();
+    let mut conn = Connection {
+        app: app.clone(),
+        sink,
+        write_timeout: app.settings.websocket.write_timeout(),
+    };
+    let mut stream = stream;
+    let mut shutdown = app.shutdown.clone();
+
+    let Some(identity) = conn.authenticate(&mut stream, &mut shutdown).await else {
+        return;
+    };
+    let (is_staff, player_id) = match &identity {
+        Identity::Player { player_id } => (false, Some(*player_id)),
+        Identity::Staff { .. } => (true, None),
+    };
+    let reg = app
+        .hub
+        .register(app.settings.websocket.outbound_queue, is_staff, player_id);
+    let mut session = Session {
+        identity,
+        reg,
+        sent: HashMap::new(),
+        allowed: HashSet::new(),
+    };
+    if conn.welcome(&mut session).await.is_err() {
+        return;
+    }
+    conn.run(&mut stream, &mut session, &mut shutdown).await;
+}
+
+/// The connection's writing half and what it needs to answer.
+struct Connection<S> {
+    app: Arc<AppState>,
+    sink: Sink<S>,
+    write_timeout: Duration,
+}
+
+/// State after authentication.
+struct Session {
+    identity: Identity,
+    /// Dropping it unregisters from the hub.
+    reg: Registration,
+    /// Per subscribed session: the number of the last message this client was sent. Live events
+    /// at or below it are duplicates of a backfill and are dropped.
+    sent: HashMap<Uuid, i64>,
+    /// Sessions this player was found to own (so typing / mark_read need no query each time).
+    allowed: HashSet<Uuid>,
+}
+
+/// Why the connection must end; `Err` from a write means the peer is gone.
+struct Gone;
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Gone> {
+        match tokio::time::timeout(
+            self.write_timeout,
+            self.sink.send(Message::Text(text.into())),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Gone),
+        }
+    }
+
+    async fn feed_text(&mut self, text: Utf8Bytes) -> Result<(), Gone> {
+        match tokio::time::timeout(self.write_timeout, self.sink.feed(Message::Text(text))).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Gone),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), Gone> {
+        match tokio::time::timeout(self.write_timeout, self.sink.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Gone),
+        }
+    }
+
+    async fn send_error(&mut self, err: &ProtocolError) -> Result<(), Gone> {
+        self.send_text(protocol::error_frame(err)).await
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.to_owned().into(),
+        };
+        let _ = tokio::time::timeout(
+            self.write_timeout,
+            self.sink.send(Message::Close(Some(frame))),
+        )
+        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.close()).await;
+    }
+
+    /// Waits for a good `authenticate` frame, answering everything else with an error.
+    async fn authenticate<R>(
+        &mut self,
+        stream: &mut R,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Identity>
+    where
+        R: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        let deadline = Instant::now() + self.app.settings.websocket.auth_timeout();
+        let mut failures = 0;
+        loop {
+            let next = tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.close(close_code::AUTH_FAILED, "authentication timeout").await;
+                    return None;
+                }
+                _ = crate::server::stopped(shutdown) => {
+                    self.close(1001, "server shutting down").await;
+                    return None;
+                }
+                next = stream.next() => next,
+            };
+            let text = match next {
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(Message::Binary(_))) => {
+                    let e = ProtocolError::new(
+                        ErrorCode::InvalidJson,
+                        "binary frames are not supported; send JSON text",
+                    );
+                    self.send_error(&e).await.ok()?;
+                    continue;
+                }
+                Some(Ok(Message::Close(_))) | None => return None,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    self.on_read_error(e).await;
+                    return None;
+                }
+            };
+            let reply = match protocol::parse_client_frame(&text) {
+                Ok(ClientFrame::Authenticate { token }) => match self.app.verifier.verify(&token) {
+                    Ok(identity) => return Some(identity),
+                    Err(e) => {
+                        failures += 1;
+                        if failures >= MAX_AUTH_FAILURES {
+                            let _ = self
+                                .send_error(&ProtocolError::new(
+                                    ErrorCode::Unauthenticated,
+                                    e.to_string(),
+                                ))
+                                .await;
+                            self.close(close_code::AUTH_FAILED, "too many invalid tokens")
+                                .await;
+                            return None;
+                        }
+                        ProtocolError::new(ErrorCode::Unauthenticated, e.to_string())
+                    }
+                },
+                Ok(ClientFrame::Ping) => {
+                    self.send_text(protocol::pong_frame()).await.ok()?;
+                    continue;
+                }
+                Ok(_) => ProtocolError::new(
+                    ErrorCode::Unauthenticated,
+                    "send an authenticate frame first",
+                ),
+                Err(e) => e,
+            };
+            self.send_error(&reply).await.ok()?;
+        }
+    }
+
+    async fn on_read_error(&mut self, e: WsError) {
+        match e {
+            WsError::Capacity(c) => {
+                tracing::debug!(error = %c, "client frame too large");
+                self.close(1009, "frame too large").await;
+            }
+            WsError::Utf8(_) => self.close(1007, "invalid UTF-8").await,
+            WsError::Protocol(p) => {
+                tracing::debug!(error = %p, "client protocol error");
+                self.close(1002, "protocol error").await;
+            }
+            // Resets and closed sockets are how clients leave; not worth a log line.
+            _ => {}
+        }
+    }
+
+    /// After authentication: `authenticated`, and a player's automatic subscription to its open
+    /// session.
+    async fn welcome(&mut self, session: &mut Session) -> Result<(), Gone> {
+        match session.identity.clone() {
+            Identity::Player { player_id } => {
+                let open = match self.app.store.open_session(player_id).await {
+                    Ok(open) => open,
+                    Err(e) => {
+                        self.send_error(&store_error(e)).await?;
+                        self.close(1011, "database unavailable").await;
+                        return Err(Gone);
+                    }
+                };
+                self.send_text(protocol::authenticated_player_frame(
+                    player_id,
+                    open.as_ref().map(|s| s.id),
+                ))
+                .await?;
+                if let Some(open) = open {
+                    session.allowed.insert(open.id);
+                    // Subscribe, then read what committed since the lookup: nothing falls between.
+                    self.subscribe(session, open.id, Cursor(open.last_seq), false)
+                        .await?;
+                }
+            }
+            Identity::Staff { staff_id, .. } => {
+                self.send_text(protocol::authenticated_staff_frame(&staff_id))
+                    .await?;
+            }
+        }
+        self.flush().await
+    }
+
+    async fn run<R>(
+        &mut self,
+        stream: &mut R,
+        session: &mut Session,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) where
+        R: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        let period = self.app.settings.websocket.heartbeat();
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let lagged = session.reg.lagged.clone();
+        loop {
+            tokio::select! {
+                // Shutdown first: a server going down says so (1001) rather than keep writing.
+                _ = crate::server::stopped(shutdown) => {
+                    self.close(1001, "server shutting down").await;
+                    return;
+                }
+                // The hub gave up on this client: its queue was full.
+                _ = lagged.notified() => {
+                    self.close(close_code::LAGGING, "too slow: reconnect and resume from your last cursor").await;
+                    return;
+                }
+                // Events for this client, written in batches with one flush.
+                event = session.reg.rx.recv() => {
+                    let Some(event) = event else {
+                        self.close(close_code::LAGGING, "too slow: reconnect and resume from your last cursor").await;
+                        return;
+                    };
+                    if self.write_events(session, event).await.is_err() {
+                        return;
+                    }
+                }
+                // What the client says.
+                next = stream.next() => {
+                    last_heard = Instant::now();
+                    match next {
+                        Some(Ok(Message::Text(text))) => {
+                            if self.handle_text(session, &text).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let e = ProtocolError::new(ErrorCode::InvalidJson, "binary frames are not supported; send JSON text");
+                            if self.send_error(&e).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None => return,
+                        Some(Ok(_)) => {} // pings are answered by tungstenite; pongs just prove life
+                        Some(Err(e)) => {
+                            self.on_read_error(e).await;
+                            return;
+                        }
+                    }
+                }
+                // Liveness: ping, and give up on a peer silent for two periods.
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > period * 2 {
+                        self.close(close_code::HEARTBEAT_TIMEOUT, "no answer to pings").await;
+                        return;
+                    }
+                    let ping = tokio::time::timeout(self.write_timeout, self.sink.send(Message::Ping(Default::default())));
+                    if !matches!(ping.await, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write_events(&mut self, session: &mut Session, first: Outbound) -> Result<(), Gone> {
+        let mut event = Some(first);
+        let mut written = 0;
+        while let Some(e) = event.take() {
+            if let Some(frame) = session.accept(e) {
+                self.feed_text(frame).await?;
+                written += 1;
+            }
+            if written >= WRITE_BATCH {
+                break;
+            }
+            event = session.reg.rx.try_recv().ok();
+        }
+        self.flush().await
+    }
+
+    async fn handle_text(&mut self, session: &mut Session, text: &str) -> Result<(), Gone> {
+        let frame = match protocol::parse_client_frame(text) {
+            Ok(f) => f,
+            Err(e) => return self.send_error(&e).await,
+        };
+        let result = match frame {
+            ClientFrame::Ping => return self.send_text(protocol::pong_frame()).await,
+            ClientFrame::Authenticate { .. } => Err(ProtocolError::new(
+                ErrorCode::InvalidFrame,
+                "already authenticated",
+            )),
+            ClientFrame::SendMessage {
+                message,
+                session_id,
+                client_message_id,
+            } => {
+                self.send_message(session, message, session_id, client_message_id)
+                    .await
+            }
+            ClientFrame::Subscribe { session_id, since } => {
+                match self.authorize(session, session_id).await {
+                    Ok(last_seq) => {
+                        let from = since.unwrap_or(Cursor(last_seq));
+                        return self.subscribe(session, session_id, from, true).await;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            ClientFrame::Unsubscribe { session_id } => {
+                self.app.hub.unsubscribe(session.reg.id, session_id);
+                session.sent.remove(&session_id);
+                return self
+                    .send_text(protocol::unsubscribed_frame(session_id))
+                    .await;
+            }
+            ClientFrame::Typing {
+                session_id,
+                is_typing,
+            } => match self.authorize(session, session_id).await {
+                Ok(_) => {
+                    let (sender, sender_id) = sender_of(&session.identity);
+                    let frame = protocol::typing_frame(session_id, sender, &sender_id, is_typing);
+                    self.relay(session, session_id, &frame).await
+                }
+                Err(e) => Err(e),
+            },
+            ClientFrame::MarkRead { session_id, up_to } => {
+                match self.authorize(session, session_id).await {
+                    Ok(_) => {
+                        let staff = session.identity.is_staff();
+                        match self.app.store.mark_read(session_id, up_to, staff).await {
+                            Ok((cursor, ids)) => {
+                                let (reader, _) = sender_of(&session.identity);
+                                let frame =
+                                    protocol::messages_read_frame(session_id, reader, cursor, &ids);
+                                self.relay(session, session_id, &frame).await
+                            }
+                            Err(e) => Err(store_error(e)),
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => self.send_error(&e).await,
+        }
+    }
+
+    /// Sends an event that is not stored to the session's other subscribers on every relay.
+    async fn relay(
+        &mut self,
+        session: &Session,
+        session_id: Uuid,
+        frame: &str,
+    ) -> Result<(), ProtocolError> {
+        let origin = Origin {
+            instance: self.app.instance_id,
+            conn: session.reg.id,
+        };
+        self.app
+            .store
+            .notify(&relayed_event_payload(session_id, origin, frame))
+            .await
+            .map_err(store_error)
+    }
+
+    /// May this client see the session? Returns its last message number.
+    async fn authorize(
+        &mut self,
+        session: &mut Session,
+        session_id: Uuid,
+    ) -> Result<i64, ProtocolError> {
+        let info = self
+            .app
+            .store
+            .session(session_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| ProtocolError::new(ErrorCode::NotFound, "no such session"))?;
+        if !session.identity.may_access_player(info.player_id) {
+            // Same answer as a missing session would leak that it exists; forbidden is clearer
+            // for a client bug and reveals nothing but a random id's existence.
+            return Err(ProtocolError::new(ErrorCode::Forbidden, "not your session"));
+        }
+        session.allowed.insert(session_id);
+        Ok(info.last_seq)
+    }
+
+    /// Subscribes, then sends every message after `since` (in pages), then `subscribed`. Live
+    /// events that arrive meanwhile wait in the queue and are deduplicated by number.
+    async fn subscribe(
+        &mut self,
+        session: &mut Session,
+        session_id: Uuid,
+        since: Cursor,
+        announce: bool,
+    ) -> Result<(), Gone> {
+        self.app.hub.subscribe(session.reg.id, session_id);
+        let mut cursor = since;
+        session.sent.insert(session_id, since.0);
+        loop {
+            let page = match self
+                .app
+                .store
+                .messages_after(session_id, cursor, BACKFILL_PAGE)
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => return self.send_error(&store_error(e)).await,
+            };
+            for m in &page {
+                self.feed_text(Utf8Bytes::from(protocol::chat_message_frame(&m.json)))
+                    .await?;
+                cursor = Cursor(m.seq);
+            }
+            if (page.len() as i64) < BACKFILL_PAGE {
+                break;
+            }
+            self.flush().await?;
+        }
+        session.sent.insert(session_id, cursor.0);
+        self.app.hub.note_position(session_id, cursor.0);
+        if announce {
+            self.feed_text(Utf8Bytes::from(protocol::subscribed_frame(
+                session_id, cursor,
+            )))
+            .await?;
+        }
+        self.flush().await
+    }
+
+    async fn send_message(
+        &mut self,
+        session: &mut Session,
+        text: String,
+        session_id: Option<Uuid>,
+        client_message_id: Option<String>,
+    ) -> Result<(), ProtocolError> {
+        let store = self.app.store.clone();
+        match session.identity.clone() {
+            Identity::Player { player_id } => {
+                let sent = store
+                    .send_player_message(
+                        player_id,
+                        session_id,
+                        None,
+                        &text,
+                        client_message_id.as_deref(),
+                    )
+                    .await
+                    .map_err(store_error)?;
+                if let Some(opened) = &sent.opened {
+                    session.allowed.insert(opened.id);
+                    // The new session's messages start at 1: subscribe from its beginning.
+                    self.subscribe(session, opened.id, Cursor(0), false)
+                        .await
+                        .map_err(|_| gone())?;
+                }
+                let ack =
+                    protocol::message_sent_frame(client_message_id.as_deref(), &sent.message.json);
+                self.send_text(ack).await.map_err(|_| gone())
+            }
+            Identity::Staff { staff_id, name, .. } => {
+                let session_id = session_id.ok_or_else(|| {
+                    ProtocolError::new(ErrorCode::InvalidMessage, "sessionId is required for staff")
+                })?;
+                let author = Author {
+                    sender: "gre",
+                    sender_id: &staff_id,
+                    sender_name: name.as_deref(),
+                };
+                let (message, _dup) = store
+                    .send_staff_message(session_id, &author, &text, client_message_id.as_deref())
+                    .await
+                    .map_err(store_error)?;
+                let ack = protocol::message_sent_frame(client_message_id.as_deref(), &message.json);
+                self.send_text(ack).await.map_err(|_| gone())
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Filters one hub event: returns the frame to write, or None for a duplicate.
+    fn accept(&mut self, event: Outbound) -> Option<Utf8Bytes> {
+        match event {
+            Outbound::Message {
+                session_id,
+                seq,
+                frame,
+            } => {
+                if let Some(last) = self.sent.get_mut(&session_id) {
+                    if seq <= *last {
+                        return None;
+                    }
+                    *last = seq;
+                }
+                Some(frame)
+            }
+            Outbound::Frame(frame) => Some(frame),
+        }
+    }
+}
+
+/// A write failed while handling a request: the peer is gone; the error is never sent.
+fn gone() -> ProtocolError {
+    ProtocolError::new(ErrorCode::Internal, "connection lost")
+}
+
+fn sender_of(identity: &Identity) -> (&'static str, String) {
+    match identity {
+        Identity::Player { player_id } => ("player", player_id.to_string()),
+        Identity::Staff { staff_id, .. } => ("gre", staff_id.clone()),
+    }
+}
+
+/// Maps store failures to what a client is told. Internal details stay in the log.
+pub fn store_error(e: StoreError) -> ProtocolError {
+    match e {
+        StoreError::NotFound => {
+            ProtocolError::new(ErrorCode::NotFound, "no such session or message")
+        }
+        StoreError::Forbidden => ProtocolError::new(ErrorCode::Forbidden, "not your session"),
+        StoreError::SessionClosed => {
+            ProtocolError::new(ErrorCode::SessionClosed, "the session is closed")
+        }
+        e if e.is_constraint_violation() => {
+            tracing::debug!(error = %e, "rejected by a constraint");
+            ProtocolError::new(
+                ErrorCode::InvalidMessage,
+                "the database refused the message",
+            )
+        }
+        StoreError::Unavailable(msg) => {
+            tracing::warn!(error = %msg, "database unavailable");
+            ProtocolError::new(ErrorCode::Unavailable, "database unavailable, try again")
+        }
+        e => {
+            tracing::error!(error = %e, "database error");
+            ProtocolError::new(ErrorCode::Internal, "internal error")
+        }
+    }
+}
