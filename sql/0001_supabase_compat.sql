@@ -31,6 +31,9 @@ begin
 end
 $$;
 
+-- The API roles reach the chat tables through schema public (Supabase grants this already).
+grant usage on schema public to anon, authenticated, service_role;
+
 -- Supabase's definitions: PostgREST puts the verified JWT claims in the setting request.jwt.claims.
 do $$
 begin

@@ -20,6 +20,21 @@ create table if not exists public.gre_chat_sessions (
   constraint gre_chat_sessions_status_check check (status in ('waiting', 'active', 'closed'))
 );
 
+-- Adopting a gre_chat_sessions table that predates gre-relay (the original system's): add what
+-- gre-relay needs. Constraints are added NOT VALID, so old rows are not rechecked but new ones are.
+alter table public.gre_chat_sessions add column if not exists last_seq bigint not null default 0;
+
+do $$
+begin
+  if not exists (select 1 from pg_catalog.pg_constraint
+                  where conrelid = 'public.gre_chat_sessions'::regclass
+                    and conname = 'gre_chat_sessions_status_check') then
+    alter table public.gre_chat_sessions
+      add constraint gre_chat_sessions_status_check check (status in ('waiting', 'active', 'closed')) not valid;
+  end if;
+end
+$$;
+
 comment on table public.gre_chat_sessions is
   'GRE chat: one conversation between a player and the GRE team. waiting = player spoke, no GRE reply yet; active = a GRE replied; closed.';
 comment on column public.gre_chat_sessions.last_seq is

@@ -31,6 +31,50 @@ create table if not exists public.gre_chat_messages (
   )
 );
 
+-- Adopting a gre_chat_messages table that predates gre-relay (the original system's): add the
+-- columns gre-relay needs and number the old rows of each session in creation order. Once every
+-- row has a number this section changes nothing. Constraints are added NOT VALID: old rows are
+-- not rechecked, new ones are.
+alter table public.gre_chat_messages add column if not exists seq bigint;
+alter table public.gre_chat_messages add column if not exists client_message_id text;
+
+update public.gre_chat_messages m
+   set seq = n.rn
+  from (select id, row_number() over (partition by session_id order by created_at, id) as rn
+          from public.gre_chat_messages
+         where seq is null) n
+ where m.id = n.id;
+
+update public.gre_chat_sessions s
+   set last_seq = n.max_seq
+  from (select session_id, max(seq) as max_seq from public.gre_chat_messages group by session_id) n
+ where s.id = n.session_id and s.last_seq < n.max_seq;
+
+alter table public.gre_chat_messages alter column seq set not null;
+
+do $$
+declare
+  c record;
+begin
+  for c in
+    select * from (values
+      ('gre_chat_messages_sender_check', $c$check (sender in ('player', 'gre', 'system'))$c$),
+      ('gre_chat_messages_status_check', $c$check (status in ('sent', 'delivered', 'read'))$c$),
+      ('gre_chat_messages_message_check',
+       $c$check (char_length(message) between 1 and 4000 and message ~ '[^[:space:]]')$c$),
+      ('gre_chat_messages_client_message_id_check',
+       $c$check (client_message_id is null or char_length(client_message_id) between 1 and 200)$c$)
+    ) as t(name, def)
+  loop
+    if not exists (select 1 from pg_catalog.pg_constraint
+                    where conrelid = 'public.gre_chat_messages'::regclass and conname = c.name) then
+      execute pg_catalog.format('alter table public.gre_chat_messages add constraint %I %s not valid',
+                                c.name, c.def);
+    end if;
+  end loop;
+end
+$$;
+
 comment on table public.gre_chat_messages is
   'GRE chat messages. Inserting a row is enough to deliver it: a trigger notifies gre-relay.';
 comment on column public.gre_chat_messages.seq is

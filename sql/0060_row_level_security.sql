@@ -14,7 +14,11 @@ alter table public.gre_online_status  enable row level security;
 alter table public.push_notifications enable row level security;
 
 grant select, insert, update on public.gre_chat_sessions  to authenticated;
-grant select, insert, update on public.gre_chat_messages  to authenticated;
+grant select, insert on public.gre_chat_messages to authenticated;
+-- Only a message's status may change through the API (delivered / read): its text, sender and
+-- number are history. Column privileges enforce it for players and staff alike.
+revoke update on public.gre_chat_messages from authenticated;
+grant update (status) on public.gre_chat_messages to authenticated;
 grant select, insert, update on public.gre_online_status  to authenticated;
 grant select, update         on public.push_notifications to authenticated;
 grant all on public.gre_chat_sessions, public.gre_chat_messages,
@@ -64,6 +68,7 @@ create policy "players write into their own session" on public.gre_chat_messages
   for insert to authenticated
   with check (
     sender = 'player'
+    and (sender_id is null or sender_id = (select gre_relay.jwt_player_id())::text)
     and exists (
       select 1 from public.gre_chat_sessions s
       where s.id = session_id
@@ -77,7 +82,7 @@ create policy "staff write messages" on public.gre_chat_messages
   for insert to authenticated
   with check ((select gre_relay.jwt_is_staff()) and sender in ('gre', 'system'));
 
--- Players mark GRE messages read; staff mark player messages read.
+-- Players mark GRE messages read; staff mark player messages read (status only: see the grants).
 drop policy if exists "players update their own messages" on public.gre_chat_messages;
 create policy "players update their own messages" on public.gre_chat_messages
   for update to authenticated

@@ -59,8 +59,12 @@ struct HubState {
     /// Live connections per player id, across all of a player's tabs.
     players: HashMap<i64, usize>,
     /// Highest message number published per session: a replayed message (the listener's
-    /// backfill after a reconnect) is not published twice.
+    /// backfill after a reconnect) is not published twice. Only publishing raises it: a
+    /// subscriber that read a message from the table must not stop its live publication.
     last_seq: HashMap<Uuid, i64>,
+    /// Highest number a subscriber of this process is known to have been given, from its own
+    /// backfill. Where the listener's post-reconnect backfill starts; never used to skip.
+    positions: HashMap<Uuid, i64>,
 }
 
 /// Counters for health and metrics.
@@ -202,10 +206,14 @@ impl Hub {
         self.fan_out(&mut state, session_id, except, Outbound::Frame(frame));
     }
 
-    /// Sends a frame to every connection (e.g. presence changes).
-    pub fn broadcast(&self, frame: Utf8Bytes) {
+    /// Sends a frame to every connection, or to staff only (presence changes).
+    pub fn broadcast(&self, frame: Utf8Bytes, staff_only: bool) {
         let mut state = self.lock();
-        let ids: Vec<ConnId> = state.conns.keys().copied().collect();
+        let ids: Vec<ConnId> = if staff_only {
+            state.staff.iter().copied().collect()
+        } else {
+            state.conns.keys().copied().collect()
+        };
         for id in ids {
             self.offer(&mut state, id, Outbound::Frame(frame.clone()));
         }
@@ -253,23 +261,27 @@ impl Hub {
         }
     }
 
-    /// Sessions with at least one explicit subscriber, with the last message number published:
-    /// what the listener must backfill after it reconnects.
+    /// Sessions with at least one explicit subscriber, with the position to backfill from after
+    /// the listener reconnects: the highest number published or handed out by a backfill.
     pub fn subscribed_sessions(&self) -> Vec<(Uuid, i64)> {
         let state = self.lock();
         state
             .by_session
             .keys()
-            .map(|s| (*s, state.last_seq.get(s).copied().unwrap_or(0)))
+            .map(|s| {
+                let published = state.last_seq.get(s).copied().unwrap_or(0);
+                let given = state.positions.get(s).copied().unwrap_or(0);
+                (*s, published.max(given))
+            })
             .collect()
     }
 
-    /// Raises the remembered last number of a session without publishing (a subscriber learned
-    /// the session's position from the database).
+    /// Records that a subscriber was given the session's messages up to `seq` by its own
+    /// backfill (see `positions`).
     pub fn note_position(&self, session_id: Uuid, seq: i64) {
         let mut state = self.lock();
-        let last = state.last_seq.entry(session_id).or_insert(0);
-        *last = (*last).max(seq);
+        let given = state.positions.entry(session_id).or_insert(0);
+        *given = (*given).max(seq);
     }
 
     pub fn has_staff(&self) -> bool {
@@ -362,6 +374,23 @@ mod tests {
             .expect("lag signalled");
         assert_eq!(hub.connection_count(), 0);
         assert_eq!(hub.stats.lagged_disconnects.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_backfill_position_never_suppresses_live_publication() {
+        let hub = Hub::new();
+        let s = Uuid::new_v4();
+        let mut staff = hub.register(8, true, None);
+        let p = hub.register(8, false, Some(1));
+        hub.subscribe(p.id, s);
+        // A subscriber read message 3 from the table before the listener passed it on.
+        hub.note_position(s, 3);
+        assert!(hub.publish_message(s, 3, text("m3")));
+        assert!(matches!(
+            staff.rx.try_recv(),
+            Ok(Outbound::Message { seq: 3, .. })
+        ));
+        assert_eq!(hub.subscribed_sessions(), vec![(s, 3)]);
     }
 
     #[test]

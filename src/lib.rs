@@ -15,6 +15,7 @@
 //! - [`server`]: wires it all together; what `gre-relay serve` and the tests start.
 
 pub mod auth;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod embedded_postgres;
@@ -22,7 +23,9 @@ pub mod http;
 pub mod hub;
 pub mod listener;
 pub mod migrate;
+pub mod presence;
 pub mod protocol;
+pub mod rest;
 pub mod server;
 pub mod store;
 pub mod ws_connection;

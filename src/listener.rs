@@ -89,11 +89,13 @@ pub fn relayed_event_payload(session_id: Uuid, origin: Origin, frame: &str) -> S
 }
 
 pub struct Listener {
-    pub url: String,
-    pub store: Store,
-    pub hub: Arc<Hub>,
-    pub status: Arc<ListenerStatus>,
-    pub instance: Uuid,
+    url: String,
+    store: Store,
+    hub: Arc<Hub>,
+    status: Arc<ListenerStatus>,
+    instance: Uuid,
+    /// Online GRE count last told to clients; -1 = not yet known.
+    online_staff: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,23 @@ enum ListenError {
 }
 
 impl Listener {
+    pub fn new(
+        url: String,
+        store: Store,
+        hub: Arc<Hub>,
+        status: Arc<ListenerStatus>,
+        instance: Uuid,
+    ) -> Self {
+        Listener {
+            url,
+            store,
+            hub,
+            status,
+            instance,
+            online_staff: std::sync::atomic::AtomicI64::new(-1),
+        }
+    }
+
     /// Runs until `shutdown` turns true. Never returns early: connection failures are retried.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = BACKOFF_MIN;
@@ -260,7 +279,32 @@ impl Listener {
                 self.hub
                     .publish_frame(session_id, Utf8Bytes::from(frame.get().to_owned()), except);
             }
+            "p" => self.dispatch_presence(envelope).await,
             other => tracing::warn!(kind = other, "unknown notification kind"),
+        }
+    }
+
+    /// A GRE's presence changed: staff hear who; everyone hears whether any GRE is online.
+    async fn dispatch_presence(&self, envelope: Envelope) {
+        let Some(gre_id) = envelope.gre_id else {
+            return;
+        };
+        let status = envelope.status.unwrap_or_else(|| "offline".into());
+        let frame = protocol::staff_presence_frame(
+            &gre_id,
+            envelope.is_online.unwrap_or(false),
+            &status,
+            envelope.last_seen.as_deref(),
+        );
+        self.hub.broadcast(Utf8Bytes::from(frame), true);
+        match self.store.online_staff_count().await {
+            Ok(count) => {
+                if self.online_staff.swap(count, Ordering::Relaxed) != count {
+                    self.hub
+                        .broadcast(Utf8Bytes::from(protocol::gre_presence_frame(count)), false);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not count online staff"),
         }
     }
 
@@ -333,6 +377,10 @@ struct Envelope {
     session_id: Option<Uuid>,
     origin: Option<String>,
     frame: Option<Box<RawValue>>,
+    gre_id: Option<String>,
+    is_online: Option<bool>,
+    status: Option<String>,
+    last_seen: Option<String>,
 }
 
 /// The fields of a message or session item the listener routes by.

@@ -30,6 +30,12 @@ pub enum ErrorCode {
     SessionClosed,
     Unavailable,
     Internal,
+    // REST only
+    InvalidRequest,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    MethodNotAllowed,
+    Conflict,
 }
 
 impl ErrorCode {
@@ -47,6 +53,11 @@ impl ErrorCode {
             ErrorCode::SessionClosed => "session_closed",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Conflict => "conflict",
         }
     }
 }
@@ -357,13 +368,34 @@ pub fn typing_frame(session_id: Uuid, sender: &str, sender_id: &str, is_typing: 
         .to_string()
 }
 
+/// `messages_read`: `reader` read the other side's messages up to `up_to` (a message id, as in
+/// `mark_read`), whose cursor is `cursor`; `count` messages changed to `read`. No id list: a
+/// large read must still fit in one NOTIFY.
 pub fn messages_read_frame(
     session_id: Uuid,
     reader: &str,
-    up_to: Cursor,
-    message_ids: &[Uuid],
+    up_to: Uuid,
+    cursor: Cursor,
+    count: usize,
 ) -> String {
-    json!({"type": "messages_read", "sessionId": session_id, "reader": reader, "upTo": up_to.to_wire(), "messageIds": message_ids})
+    json!({"type": "messages_read", "sessionId": session_id, "reader": reader, "upTo": up_to, "cursor": cursor.to_wire(), "count": count})
+        .to_string()
+}
+
+/// To everyone: whether any GRE is online.
+pub fn gre_presence_frame(online_count: i64) -> String {
+    json!({"type": "gre_presence", "anyOnline": online_count > 0, "onlineCount": online_count})
+        .to_string()
+}
+
+/// To staff: one staff member's presence changed (or is, right after authenticate).
+pub fn staff_presence_frame(
+    gre_id: &str,
+    is_online: bool,
+    status: &str,
+    last_seen: Option<&str>,
+) -> String {
+    json!({"type": "staff_presence", "greId": gre_id, "isOnline": is_online, "status": status, "lastSeen": last_seen})
         .to_string()
 }
 

@@ -16,6 +16,7 @@ use crate::auth::Verifier;
 use crate::config::Settings;
 use crate::hub::Hub;
 use crate::listener::{Listener, ListenerStatus};
+use crate::presence::Presence;
 use crate::store::Store;
 
 /// Everything a request or connection handler needs, shared by all of them.
@@ -25,6 +26,8 @@ pub struct AppState {
     pub store: Store,
     pub hub: Arc<Hub>,
     pub listener: Arc<ListenerStatus>,
+    /// Who this process holds sockets of, mirrored to the database.
+    pub presence: Arc<Presence>,
     /// Tells this process's connections apart from other relays' in relayed events.
     pub instance_id: Uuid,
     /// Turns true once, on shutdown. WebSocket tasks watch it themselves: once upgraded, a
@@ -93,6 +96,8 @@ impl Relay {
         let hub = Hub::new();
         let status = Arc::new(ListenerStatus::default());
         let instance_id = Uuid::new_v4();
+        let presence = Presence::new(store.clone(), instance_id);
+        presence.register().await?;
         let state = Arc::new(AppState {
             verifier: Verifier::new(jwt_secret, settings.auth.leeway_seconds),
             ws_config: ws_config(&settings),
@@ -100,20 +105,22 @@ impl Relay {
             store: store.clone(),
             hub: hub.clone(),
             listener: status.clone(),
+            presence: presence.clone(),
             instance_id,
             shutdown: shutdown.clone(),
             tasks: TaskTracker::new(),
         });
         let listener_task = tokio::spawn(
-            Listener {
-                url: database_url.to_owned(),
+            Listener::new(
+                database_url.to_owned(),
                 store,
                 hub,
-                status: status.clone(),
-                instance: instance_id,
-            }
+                status.clone(),
+                instance_id,
+            )
             .run(shutdown.clone()),
         );
+        let presence_task = tokio::spawn(presence.run(shutdown.clone()));
         // Do not accept clients before LISTEN is in place: they would miss events.
         let ready = tokio::time::timeout(Duration::from_secs(10), async {
             while !status.is_connected() {
@@ -127,7 +134,11 @@ impl Relay {
             );
         }
         let addr = listener.local_addr()?;
-        let task = tokio::spawn(accept_loop(listener, state.clone(), listener_task));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            state.clone(),
+            vec![listener_task, presence_task],
+        ));
         Ok(Relay {
             addr,
             stop,
@@ -157,10 +168,12 @@ impl Relay {
     }
 }
 
+/// Accepts until shutdown, then drains connections and waits for `background` tasks (listener,
+/// presence) to finish their own shutdown.
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<AppState>,
-    listener_task: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 ) {
     // HTTP connections, tracked so shutdown can wait for requests in flight. (hyper-util's
     // GracefulShutdown does not take upgradeable connections, hence this small equivalent.)
@@ -218,5 +231,7 @@ async fn accept_loop(
             "shutdown timeout: cutting the remaining connections"
         );
     }
-    let _ = listener_task.await;
+    for task in background {
+        let _ = task.await;
+    }
 }

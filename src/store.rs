@@ -27,6 +27,8 @@ pub enum StoreError {
     Forbidden,
     #[error("the session is closed")]
     SessionClosed,
+    #[error("conflicts with the current state")]
+    Conflict,
     #[error("bad data from the database: {0}")]
     Decode(String),
     #[error("invalid database URL: {0}")]
@@ -258,7 +260,7 @@ impl Store {
             }
         }
         let sender_id = player_id.to_string();
-        // Two attempts: a concurrent send by the same player may open the session first.
+        // A few attempts: a concurrent send by the same player may open the session first.
         for _ in 0..3 {
             let tx = client.transaction().await?;
             // Lock the open session so that it cannot be closed under this message.
@@ -429,6 +431,282 @@ impl Store {
             .await?;
         client.execute(&stmt, &[&payload]).await?;
         Ok(())
+    }
+}
+
+/// A page of a session's history.
+#[derive(Debug)]
+pub struct Page {
+    pub messages: Vec<StoredMessage>,
+    /// More messages follow the last one returned.
+    pub has_more: bool,
+}
+
+/// One staff member's row of gre_online_status.
+#[derive(Debug, Clone)]
+pub struct StaffPresence {
+    pub gre_id: String,
+    pub is_online: bool,
+    pub status: String,
+    pub last_seen: Option<String>,
+}
+
+/// Queries behind the REST API, chat access and presence.
+impl Store {
+    /// `limit` messages after `since`, and whether more follow.
+    pub async fn page(
+        &self,
+        session_id: Uuid,
+        since: Cursor,
+        limit: i64,
+    ) -> Result<Page, StoreError> {
+        let mut messages = self.messages_after(session_id, since, limit + 1).await?;
+        let has_more = messages.len() as i64 > limit;
+        messages.truncate(limit as usize);
+        Ok(Page { messages, has_more })
+    }
+
+    /// The player's open session, else its most recent one.
+    pub async fn current_session(&self, player_id: i64) -> Result<Option<SessionInfo>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "select {SESSION_COLUMNS} from public.gre_chat_sessions s where s.player_id = $1 \
+             order by (s.status <> 'closed') desc, s.created_at desc limit 1"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        client
+            .query_opt(&stmt, &[&player_id])
+            .await?
+            .as_ref()
+            .map(session_from_row)
+            .transpose()
+    }
+
+    pub async fn chat_enabled(&self, player_id: i64) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached("select gre_relay.chat_enabled($1)")
+            .await?;
+        Ok(client.query_one(&stmt, &[&player_id]).await?.try_get(0)?)
+    }
+
+    pub async fn enable_all_players(&self, by: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "update gre_relay.chat_access set all_players_enabled = true, updated_at = now(), updated_by = $1",
+                &[&by],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn enable_player(&self, player_id: i64, by: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "insert into gre_relay.chat_enabled_players (player_id, enabled_by) values ($1, $2) \
+                 on conflict (player_id) do nothing",
+                &[&player_id, &by],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Closes the player's open session. NotFound when it has none.
+    pub async fn close_open_session(&self, player_id: i64) -> Result<SessionInfo, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "update public.gre_chat_sessions as s set status = 'closed' \
+             where s.player_id = $1 and s.status <> 'closed' returning {SESSION_COLUMNS}"
+        );
+        let row = client
+            .query_opt(&sql, &[&player_id])
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        session_from_row(&row)
+    }
+
+    /// Sets a session's status, and its assignee when `assigned` is `Some` (`Some(None)` clears
+    /// it). Reopening a closed session while the player has another open one is a conflict.
+    pub async fn set_session_status(
+        &self,
+        session_id: Uuid,
+        status: &str,
+        assigned: Option<Option<&str>>,
+    ) -> Result<SessionInfo, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "update public.gre_chat_sessions as s \
+                set status = $2, assigned_gre_id = case when $3 then $4 else s.assigned_gre_id end \
+              where s.id = $1 returning {SESSION_COLUMNS}"
+        );
+        let (set_assignee, assignee) = match assigned {
+            Some(a) => (true, a),
+            None => (false, None),
+        };
+        match client
+            .query_opt(&sql, &[&session_id, &status, &set_assignee, &assignee])
+            .await
+        {
+            Ok(Some(row)) => session_from_row(&row),
+            Ok(None) => Err(StoreError::NotFound),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sessions for the staff console, most recent activity first, each with its last message
+    /// and the number of player messages not yet read.
+    pub async fn admin_sessions(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Box<RawValue>>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "select (gre_relay.session_json(s) || pg_catalog.jsonb_build_object( \
+                           'lastMessage', last.json, \
+                           'unreadCount', (select count(*) from public.gre_chat_messages u \
+                                            where u.session_id = s.id and u.sender = 'player' and u.status <> 'read')))::text \
+                   from public.gre_chat_sessions s \
+                   left join lateral ( \
+                        select gre_relay.message_json(m) as json, m.created_at from public.gre_chat_messages m \
+                         where m.session_id = s.id order by m.seq desc limit 1) last on true \
+                  where $1::text is null or s.status = $1 \
+                  order by greatest(s.updated_at, coalesce(last.created_at, s.created_at)) desc \
+                  limit $2",
+            )
+            .await?;
+        client
+            .query(&stmt, &[&status, &limit])
+            .await?
+            .iter()
+            .map(|r| raw(r.try_get(0)?))
+            .collect()
+    }
+
+    /// Registers this relay process for presence (sql/0090_presence.sql).
+    pub async fn register_instance(
+        &self,
+        instance: Uuid,
+        hostname: &str,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "insert into gre_relay.relay_instances (instance_id, hostname) values ($1, $2) \
+                 on conflict (instance_id) do update set heartbeat_at = now()",
+                &[&instance, &hostname],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Refreshes this relay's heartbeat and reaps relays that stopped beating. Returns false when
+    /// this relay's own row was gone (it was reaped while the database was out of reach).
+    pub async fn heartbeat(&self, instance: Uuid) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let alive = client
+            .execute(
+                "update gre_relay.relay_instances set heartbeat_at = now() where instance_id = $1",
+                &[&instance],
+            )
+            .await?
+            > 0;
+        client
+            .execute("select gre_relay.reap_stale_relays()", &[])
+            .await?;
+        Ok(alive)
+    }
+
+    /// Removes this relay's presence (clean shutdown) and refreshes the staff it held.
+    pub async fn unregister_instance(&self, instance: Uuid) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let staff = client
+            .query(
+                "select subject from gre_relay.presence where instance_id = $1 and kind = 'staff'",
+                &[&instance],
+            )
+            .await?;
+        client
+            .execute(
+                "delete from gre_relay.relay_instances where instance_id = $1",
+                &[&instance],
+            )
+            .await?;
+        for row in staff {
+            let gre_id: String = row.try_get(0)?;
+            client
+                .execute("select gre_relay.refresh_staff_presence($1)", &[&gre_id])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records whether this relay holds a socket of (kind, subject); for staff, also refreshes
+    /// gre_online_status.
+    pub async fn set_presence(
+        &self,
+        instance: Uuid,
+        kind: &str,
+        subject: &str,
+        present: bool,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        if present {
+            client
+                .execute(
+                    "insert into gre_relay.presence (kind, subject, instance_id) values ($1, $2, $3) \
+                     on conflict do nothing",
+                    &[&kind, &subject, &instance],
+                )
+                .await?;
+        } else {
+            client
+                .execute(
+                    "delete from gre_relay.presence where kind = $1 and subject = $2 and instance_id = $3",
+                    &[&kind, &subject, &instance],
+                )
+                .await?;
+        }
+        if kind == "staff" {
+            client
+                .execute("select gre_relay.refresh_staff_presence($1)", &[&subject])
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn online_staff_count(&self) -> Result<i64, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached("select count(*) from public.gre_online_status where is_online")
+            .await?;
+        Ok(client.query_one(&stmt, &[]).await?.try_get(0)?)
+    }
+
+    /// Staff members currently online.
+    pub async fn online_staff(&self) -> Result<Vec<StaffPresence>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "select gre_id, is_online, status, gre_relay.ts_json(last_seen) from public.gre_online_status \
+                 where is_online order by gre_id",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StaffPresence {
+                    gre_id: r.try_get(0)?,
+                    is_online: r.try_get(1)?,
+                    status: r.try_get(2)?,
+                    last_seen: r.try_get(3)?,
+                })
+            })
+            .collect()
     }
 }
 

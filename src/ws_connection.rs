@@ -17,11 +17,12 @@ use tokio_tungstenite::WebSocketStream;
 use uuid::Uuid;
 
 use crate::auth::Identity;
+use crate::chat::{self, store_error};
 use crate::hub::{Outbound, Registration};
 use crate::listener::{relayed_event_payload, Origin};
+use crate::presence::{Kind, PresenceGuard};
 use crate::protocol::{self, ClientFrame, Cursor, ErrorCode, ProtocolError};
 use crate::server::AppState;
-use crate::store::{Author, StoreError};
 
 /// Close codes (docs/protocol.md).
 pub mod close_code {
@@ -66,11 +67,29 @@ where
     let reg = app
         .hub
         .register(app.settings.websocket.outbound_queue, is_staff, player_id);
+    // Recorded before `authenticated` is sent: from then on, the database knows this client is
+    // connected (no push notification for it, and its GRE shows online).
+    let presence = match &identity {
+        Identity::Player { player_id } => Some(
+            app.presence
+                .attach(Kind::Player, player_id.to_string())
+                .await,
+        ),
+        Identity::Staff {
+            staff_id,
+            service_role: false,
+            ..
+        } => Some(app.presence.attach(Kind::Staff, staff_id.clone()).await),
+        Identity::Staff {
+            service_role: true, ..
+        } => None,
+    };
     let mut session = Session {
         identity,
         reg,
         sent: HashMap::new(),
         allowed: HashSet::new(),
+        _presence: presence,
     };
     if conn.welcome(&mut session).await.is_err() {
         return;
@@ -95,6 +114,8 @@ struct Session {
     sent: HashMap<Uuid, i64>,
     /// Sessions this player was found to own (so typing / mark_read need no query each time).
     allowed: HashSet<Uuid>,
+    /// Keeps this client counted as present until the connection ends.
+    _presence: Option<PresenceGuard>,
 }
 
 /// Why the connection must end; `Err` from a write means the peer is gone.
@@ -266,6 +287,25 @@ where
                     .await?;
             }
         }
+        // Who is online now; changes follow as they happen.
+        match self.app.store.online_staff().await {
+            Ok(online) => {
+                if session.identity.is_staff() {
+                    for p in &online {
+                        let frame = protocol::staff_presence_frame(
+                            &p.gre_id,
+                            p.is_online,
+                            &p.status,
+                            p.last_seen.as_deref(),
+                        );
+                        self.feed_text(Utf8Bytes::from(frame)).await?;
+                    }
+                }
+                let frame = protocol::gre_presence_frame(online.len() as i64);
+                self.feed_text(Utf8Bytes::from(frame)).await?;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read staff presence"),
+        }
         self.flush().await
     }
 
@@ -380,7 +420,8 @@ where
             ClientFrame::Subscribe { session_id, since } => {
                 match self.authorize(session, session_id).await {
                     Ok(last_seq) => {
-                        let from = since.unwrap_or(Cursor(last_seq));
+                        // A cursor beyond the session's end is clamped: it cannot skip future rows.
+                        let from = since.map_or(Cursor(last_seq), |c| c.min(Cursor(last_seq)));
                         return self.subscribe(session, session_id, from, true).await;
                     }
                     Err(e) => Err(e),
@@ -396,8 +437,8 @@ where
             ClientFrame::Typing {
                 session_id,
                 is_typing,
-            } => match self.authorize(session, session_id).await {
-                Ok(_) => {
+            } => match self.authorize_cached(session, session_id).await {
+                Ok(()) => {
                     let (sender, sender_id) = sender_of(&session.identity);
                     let frame = protocol::typing_frame(session_id, sender, &sender_id, is_typing);
                     self.relay(session, session_id, &frame).await
@@ -405,14 +446,19 @@ where
                 Err(e) => Err(e),
             },
             ClientFrame::MarkRead { session_id, up_to } => {
-                match self.authorize(session, session_id).await {
-                    Ok(_) => {
+                match self.authorize_cached(session, session_id).await {
+                    Ok(()) => {
                         let staff = session.identity.is_staff();
                         match self.app.store.mark_read(session_id, up_to, staff).await {
                             Ok((cursor, ids)) => {
                                 let (reader, _) = sender_of(&session.identity);
-                                let frame =
-                                    protocol::messages_read_frame(session_id, reader, cursor, &ids);
+                                let frame = protocol::messages_read_frame(
+                                    session_id,
+                                    reader,
+                                    up_to,
+                                    cursor,
+                                    ids.len(),
+                                );
                                 self.relay(session, session_id, &frame).await
                             }
                             Err(e) => Err(store_error(e)),
@@ -444,6 +490,18 @@ where
             .notify(&relayed_event_payload(session_id, origin, frame))
             .await
             .map_err(store_error)
+    }
+
+    /// Like `authorize`, without a query for a session this connection was already allowed.
+    async fn authorize_cached(
+        &mut self,
+        session: &mut Session,
+        session_id: Uuid,
+    ) -> Result<(), ProtocolError> {
+        if session.allowed.contains(&session_id) {
+            return Ok(());
+        }
+        self.authorize(session, session_id).await.map(|_| ())
     }
 
     /// May this client see the session? Returns its last message number.
@@ -488,7 +546,12 @@ where
                 .await
             {
                 Ok(p) => p,
-                Err(e) => return self.send_error(&store_error(e)).await,
+                Err(e) => {
+                    // Without its backfill the subscription would have a gap: undo it.
+                    self.app.hub.unsubscribe(session.reg.id, session_id);
+                    session.sent.remove(&session_id);
+                    return self.send_error(&store_error(e)).await;
+                }
             };
             for m in &page {
                 self.feed_text(Utf8Bytes::from(protocol::chat_message_frame(&m.json)))
@@ -518,47 +581,37 @@ where
         session_id: Option<Uuid>,
         client_message_id: Option<String>,
     ) -> Result<(), ProtocolError> {
-        let store = self.app.store.clone();
-        match session.identity.clone() {
+        let app = self.app.clone();
+        let cid = client_message_id.as_deref();
+        let message = match &session.identity {
             Identity::Player { player_id } => {
-                let sent = store
-                    .send_player_message(
-                        player_id,
-                        session_id,
-                        None,
-                        &text,
-                        client_message_id.as_deref(),
-                    )
-                    .await
-                    .map_err(store_error)?;
+                let sent = chat::player_send(&app, *player_id, session_id, &text, cid).await?;
                 if let Some(opened) = &sent.opened {
                     session.allowed.insert(opened.id);
+                    // Its `session_updated` was published before this connection subscribed.
+                    let frame = protocol::session_updated_frame(&opened.json);
+                    self.feed_text(Utf8Bytes::from(frame))
+                        .await
+                        .map_err(|_| gone())?;
                     // The new session's messages start at 1: subscribe from its beginning.
                     self.subscribe(session, opened.id, Cursor(0), false)
                         .await
                         .map_err(|_| gone())?;
                 }
-                let ack =
-                    protocol::message_sent_frame(client_message_id.as_deref(), &sent.message.json);
-                self.send_text(ack).await.map_err(|_| gone())
+                sent.message
             }
-            Identity::Staff { staff_id, name, .. } => {
+            staff @ Identity::Staff { .. } => {
                 let session_id = session_id.ok_or_else(|| {
                     ProtocolError::new(ErrorCode::InvalidMessage, "sessionId is required for staff")
                 })?;
-                let author = Author {
-                    sender: "gre",
-                    sender_id: &staff_id,
-                    sender_name: name.as_deref(),
-                };
-                let (message, _dup) = store
-                    .send_staff_message(session_id, &author, &text, client_message_id.as_deref())
-                    .await
-                    .map_err(store_error)?;
-                let ack = protocol::message_sent_frame(client_message_id.as_deref(), &message.json);
-                self.send_text(ack).await.map_err(|_| gone())
+                chat::staff_send(&app, staff, session_id, &text, cid)
+                    .await?
+                    .0
             }
-        }
+        };
+        self.send_text(protocol::message_sent_frame(cid, &message.json))
+            .await
+            .map_err(|_| gone())
     }
 }
 
@@ -593,33 +646,5 @@ fn sender_of(identity: &Identity) -> (&'static str, String) {
     match identity {
         Identity::Player { player_id } => ("player", player_id.to_string()),
         Identity::Staff { staff_id, .. } => ("gre", staff_id.clone()),
-    }
-}
-
-/// Maps store failures to what a client is told. Internal details stay in the log.
-pub fn store_error(e: StoreError) -> ProtocolError {
-    match e {
-        StoreError::NotFound => {
-            ProtocolError::new(ErrorCode::NotFound, "no such session or message")
-        }
-        StoreError::Forbidden => ProtocolError::new(ErrorCode::Forbidden, "not your session"),
-        StoreError::SessionClosed => {
-            ProtocolError::new(ErrorCode::SessionClosed, "the session is closed")
-        }
-        e if e.is_constraint_violation() => {
-            tracing::debug!(error = %e, "rejected by a constraint");
-            ProtocolError::new(
-                ErrorCode::InvalidMessage,
-                "the database refused the message",
-            )
-        }
-        StoreError::Unavailable(msg) => {
-            tracing::warn!(error = %msg, "database unavailable");
-            ProtocolError::new(ErrorCode::Unavailable, "database unavailable, try again")
-        }
-        e => {
-            tracing::error!(error = %e, "database error");
-            ProtocolError::new(ErrorCode::Internal, "internal error")
-        }
     }
 }

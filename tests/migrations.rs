@@ -162,7 +162,7 @@ async fn row_level_security_limits_players_to_their_own_rows() {
     let mut db = connect_db(&pg.url()).await;
     db.batch_execute(
         "insert into gre_chat_sessions (player_id) values (29), (30);
-         insert into gre_chat_messages (session_id, sender, message) select id, 'gre', 'hello ' || player_id from gre_chat_sessions;
+         insert into gre_chat_messages (session_id, sender, message) select id, 'player', 'hello ' || player_id from gre_chat_sessions;
          insert into push_notifications (player_id, title, message) values (29, 't', 'm'), (30, 't', 'm');",
     )
     .await

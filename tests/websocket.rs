@@ -449,7 +449,8 @@ async fn typing_and_mark_read_reach_the_other_side() {
         .await;
     let read = staff.recv_type("messages_read").await;
     assert_eq!(read["reader"], "player");
-    assert_eq!(read["messageIds"][0], id);
+    assert_eq!(read["upTo"], id);
+    assert_eq!(read["count"], 1);
     let db = env.db().await;
     let status: String = db
         .query_one(

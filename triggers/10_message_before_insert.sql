@@ -11,8 +11,11 @@
 --          writes gre_chat_sessions.last_seq.
 -- Idempotent: yes (create or replace).
 
+-- security definer: the numbering UPDATE must work for every writer, including a player writing
+-- through Supabase, whom row level security does not let update sessions.
 create or replace function gre_relay.message_before_insert() returns trigger
   language plpgsql
+  security definer
   set search_path = ''
   as $$
 declare

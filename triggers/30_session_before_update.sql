@@ -1,7 +1,7 @@
 -- 30_session_before_update.sql
--- What: keep gre_chat_sessions.updated_at and closed_at true, whoever changes a session:
+-- What: keep gre_chat_sessions.updated_at and closed_at true, whoever writes a session:
 --       updated_at moves when status or assignment changes; closed_at is set when the session
---       closes and cleared if it is reopened. Numbering messages (last_seq) does not count as a
+--       closes (or is inserted closed) and cleared if it is reopened. Numbering messages (last_seq) does not count as a
 --       change of the session.
 -- Touches: function gre_relay.session_before_update(), trigger gre_chat_sessions_before_update.
 -- Idempotent: yes (create or replace).
@@ -11,6 +11,14 @@ create or replace function gre_relay.session_before_update() returns trigger
   set search_path = ''
   as $$
 begin
+  if tg_op = 'INSERT' then
+    if new.status = 'closed' then
+      new.closed_at := coalesce(new.closed_at, pg_catalog.now());
+    else
+      new.closed_at := null;
+    end if;
+    return new;
+  end if;
   if new.status is distinct from old.status
      or new.assigned_gre_id is distinct from old.assigned_gre_id then
     new.updated_at := pg_catalog.now();
@@ -25,5 +33,5 @@ end
 $$;
 
 create or replace trigger gre_chat_sessions_before_update
-  before update on public.gre_chat_sessions
+  before insert or update on public.gre_chat_sessions
   for each row execute function gre_relay.session_before_update();

@@ -1,0 +1,666 @@
+//! The REST API (CONTRACT section 5) on the relay's port: routing, bearer authentication, JSON
+//! bodies with a size limit, and the contract's error shape. The rules themselves (chat access,
+//! who may write where) live in `chat.rs` and `store.rs`, shared with the WebSocket.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use uuid::Uuid;
+
+use crate::auth::{AuthError, Identity};
+use crate::chat::{self, store_error};
+use crate::http::{json_response, Body};
+use crate::protocol::{self, Cursor, ErrorCode, ProtocolError};
+use crate::server::AppState;
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 200;
+const DEFAULT_SESSIONS: i64 = 100;
+const MAX_SESSIONS: i64 = 500;
+const SESSION_STATUSES: [&str; 3] = ["waiting", "active", "closed"];
+
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Send,
+    PlayerMessages,
+    EnableAll,
+    EnablePlayer,
+    CloseSession,
+    AdminSessions,
+    AdminMessages,
+    AdminReply,
+    AdminStatus,
+}
+
+/// Path → (route, the one method it answers).
+fn router() -> &'static matchit::Router<(Route, Method)> {
+    static ROUTER: OnceLock<matchit::Router<(Route, Method)>> = OnceLock::new();
+    ROUTER.get_or_init(|| {
+        let mut r = matchit::Router::new();
+        let routes = [
+            ("/api/gre-chat/send", Route::Send, Method::POST),
+            (
+                "/api/gre-chat/messages/{player_id}",
+                Route::PlayerMessages,
+                Method::GET,
+            ),
+            (
+                "/api/gre-chat/enable-all-players",
+                Route::EnableAll,
+                Method::POST,
+            ),
+            (
+                "/api/gre-chat/enable-player/{player_id}",
+                Route::EnablePlayer,
+                Method::POST,
+            ),
+            (
+                "/api/gre-chat/close-session/{player_id}",
+                Route::CloseSession,
+                Method::POST,
+            ),
+            ("/api/gre-admin/sessions", Route::AdminSessions, Method::GET),
+            (
+                "/api/gre-admin/messages/{session_id}",
+                Route::AdminMessages,
+                Method::GET,
+            ),
+            ("/api/gre-admin/reply", Route::AdminReply, Method::POST),
+            (
+                "/api/gre-admin/session/{session_id}/status",
+                Route::AdminStatus,
+                Method::PUT,
+            ),
+        ];
+        for (path, route, method) in routes {
+            // The table above is fixed and free of conflicts; a failure here is a programming error.
+            r.insert(path, (route, method))
+                .expect("valid, distinct route patterns");
+        }
+        r
+    })
+}
+
+/// An error answer: status, contract code, sentence.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    }
+    fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidRequest,
+            message,
+        )
+    }
+    fn into_response(self) -> Response<Body> {
+        crate::http::error_response(self.status, self.code, &self.message)
+    }
+}
+
+impl From<ProtocolError> for ApiError {
+    fn from(e: ProtocolError) -> Self {
+        let status = match e.code {
+            ErrorCode::InvalidJson
+            | ErrorCode::InvalidRequest
+            | ErrorCode::InvalidFrame
+            | ErrorCode::UnknownType => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidMessage => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden | ErrorCode::ChatDisabled => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::SessionClosed | ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+type ApiResult = Result<Response<Body>, ApiError>;
+
+/// Answers a request under `/api/`, or `None` when no REST route has that path.
+pub async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Option<Response<Body>> {
+    let matched = router().at(req.uri().path()).ok()?;
+    let (route, method) = matched.value.clone();
+    let params: HashMap<String, String> = matched
+        .params
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    if req.method() != method {
+        let mut res = crate::http::error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            &format!("use {method}"),
+        );
+        if let Ok(v) = HeaderValue::from_str(method.as_str()) {
+            res.headers_mut().insert(ALLOW, v);
+        }
+        return Some(res);
+    }
+    let result = dispatch(route, params, req, &app).await;
+    Some(result.unwrap_or_else(ApiError::into_response))
+}
+
+async fn dispatch(
+    route: Route,
+    params: HashMap<String, String>,
+    req: Request<Incoming>,
+    app: &AppState,
+) -> ApiResult {
+    let identity = authenticate(&req, app)?;
+    let query = query_params(&req);
+    match route {
+        Route::Send => send(req, app, &identity).await,
+        Route::PlayerMessages => {
+            player_messages(app, &identity, param_player_id(&params)?, &query).await
+        }
+        Route::EnableAll => {
+            let staff = require_staff(&identity)?;
+            drain_body(req, app).await?;
+            app.store
+                .enable_all_players(staff)
+                .await
+                .map_err(store_error)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"enabled": true, "scope": "all"}),
+            ))
+        }
+        Route::EnablePlayer => {
+            let staff = require_staff(&identity)?;
+            let player_id = param_player_id(&params)?;
+            drain_body(req, app).await?;
+            app.store
+                .enable_player(player_id, staff)
+                .await
+                .map_err(store_error)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"enabled": true, "playerId": player_id}),
+            ))
+        }
+        Route::CloseSession => {
+            require_staff(&identity)?;
+            let player_id = param_player_id(&params)?;
+            drain_body(req, app).await?;
+            let session = app
+                .store
+                .close_open_session(player_id)
+                .await
+                .map_err(store_error)?;
+            Ok(raw_response(
+                StatusCode::OK,
+                &SessionBody {
+                    session: &session.json,
+                },
+            ))
+        }
+        Route::AdminSessions => {
+            require_staff(&identity)?;
+            let status = query
+                .get("status")
+                .map(String::as_str)
+                .filter(|s| !s.is_empty());
+            if let Some(s) = status {
+                if !SESSION_STATUSES.contains(&s) {
+                    return Err(ApiError::bad_request(
+                        "status must be waiting, active or closed",
+                    ));
+                }
+            }
+            let limit = limit_param(&query, DEFAULT_SESSIONS, MAX_SESSIONS)?;
+            let sessions = app
+                .store
+                .admin_sessions(status, limit)
+                .await
+                .map_err(store_error)?;
+            Ok(raw_response(
+                StatusCode::OK,
+                &SessionsBody {
+                    sessions: &sessions,
+                },
+            ))
+        }
+        Route::AdminMessages => {
+            require_staff(&identity)?;
+            let session_id = param_uuid(&params, "session_id")?;
+            if app
+                .store
+                .session(session_id)
+                .await
+                .map_err(store_error)?
+                .is_none()
+            {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::NotFound,
+                    "no such session",
+                ));
+            }
+            page_response(app, Some(session_id), &query).await
+        }
+        Route::AdminReply => admin_reply(req, app, &identity).await,
+        Route::AdminStatus => {
+            require_staff(&identity)?;
+            let session_id = param_uuid(&params, "session_id")?;
+            admin_status(req, app, session_id).await
+        }
+    }
+}
+
+fn authenticate(req: &Request<Incoming>, app: &AppState) -> Result<Identity, ApiError> {
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    app.verifier.verify_bearer(header).map_err(|e| match e {
+        AuthError::NoRole => {
+            ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, e.to_string())
+        }
+        e => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            e.to_string(),
+        ),
+    })
+}
+
+fn require_staff(identity: &Identity) -> Result<&str, ApiError> {
+    match identity {
+        Identity::Staff { staff_id, .. } => Ok(staff_id),
+        Identity::Player { .. } => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "GRE staff only",
+        )),
+    }
+}
+
+fn query_params(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn param_player_id(params: &HashMap<String, String>) -> Result<i64, ApiError> {
+    params
+        .get("player_id")
+        .and_then(|p| p.parse::<i64>().ok())
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ApiError::bad_request("playerId must be a positive integer"))
+}
+
+fn param_uuid(params: &HashMap<String, String>, name: &str) -> Result<Uuid, ApiError> {
+    params
+        .get(name)
+        .and_then(|p| p.parse::<Uuid>().ok())
+        .ok_or_else(|| ApiError::bad_request("sessionId must be a UUID"))
+}
+
+fn limit_param(query: &HashMap<String, String>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match query.get("limit").filter(|l| !l.is_empty()) {
+        None => Ok(default),
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {max}"))),
+    }
+}
+
+/// Reads the body: at most `server.max_body_bytes`, JSON content type when not empty.
+/// Returns `Value::Null` for an empty body.
+async fn read_json(req: Request<Incoming>, app: &AppState) -> Result<Value, ApiError> {
+    let max = app.settings.server.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("the body exceeds {max} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let is_json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
+        .unwrap_or(false);
+    let bytes = Limited::new(req.into_body(), max)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                too_large()
+            } else {
+                ApiError::bad_request("could not read the body")
+            }
+        })?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidJson,
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+/// For endpoints without a body: still enforce the limit and refuse what is not JSON.
+async fn drain_body(req: Request<Incoming>, app: &AppState) -> Result<(), ApiError> {
+    read_json(req, app).await.map(|_| ())
+}
+
+fn object(body: Value) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match body {
+        Value::Object(map) => Ok(map),
+        Value::Null => Err(ApiError::unprocessable("a JSON object body is required")),
+        _ => Err(ApiError::unprocessable("the body must be a JSON object")),
+    }
+}
+
+/// `message` and `clientMessageId` of a send or reply body, validated as the WebSocket does.
+fn message_fields(
+    body: &serde_json::Map<String, Value>,
+) -> Result<(String, Option<String>), ApiError> {
+    let message = match body.get("message") {
+        Some(Value::String(s)) => protocol::validate_message_text(s.clone())?,
+        Some(_) => {
+            return Err(
+                ProtocolError::new(ErrorCode::InvalidMessage, "message must be a string").into(),
+            )
+        }
+        None => {
+            return Err(ProtocolError::new(ErrorCode::InvalidMessage, "message is required").into())
+        }
+    };
+    let client_message_id = match body.get("clientMessageId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(protocol::validate_client_message_id(s.clone())?),
+        Some(_) => {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidMessage,
+                "clientMessageId must be a string",
+            )
+            .into())
+        }
+    };
+    Ok((message, client_message_id))
+}
+
+async fn send(req: Request<Incoming>, app: &AppState, identity: &Identity) -> ApiResult {
+    let Identity::Player { player_id } = identity else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "players only; staff reply with /api/gre-admin/reply",
+        ));
+    };
+    let body = object(read_json(req, app).await?)?;
+    let (text, cid) = message_fields(&body)?;
+    let sent = chat::player_send(app, *player_id, None, &text, cid.as_deref()).await?;
+    let status = if sent.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(raw_response(
+        status,
+        &SentBody {
+            message: &sent.message.json,
+            session_id: Some(sent.message.session_id),
+        },
+    ))
+}
+
+async fn admin_reply(req: Request<Incoming>, app: &AppState, identity: &Identity) -> ApiResult {
+    require_staff(identity)?;
+    let body = object(read_json(req, app).await?)?;
+    let session_id = match body.get("sessionId") {
+        Some(Value::String(s)) => s
+            .parse::<Uuid>()
+            .map_err(|_| ApiError::unprocessable("sessionId must be a UUID"))?,
+        _ => return Err(ApiError::unprocessable("sessionId is required")),
+    };
+    let (text, cid) = message_fields(&body)?;
+    let (message, duplicate) =
+        chat::staff_send(app, identity, session_id, &text, cid.as_deref()).await?;
+    let status = if duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(raw_response(
+        status,
+        &SentBody {
+            message: &message.json,
+            session_id: None,
+        },
+    ))
+}
+
+async fn admin_status(req: Request<Incoming>, app: &AppState, session_id: Uuid) -> ApiResult {
+    let body = object(read_json(req, app).await?)?;
+    let status = match body.get("status") {
+        Some(Value::String(s)) if SESSION_STATUSES.contains(&s.as_str()) => s.clone(),
+        _ => {
+            return Err(ApiError::unprocessable(
+                "status must be waiting, active or closed",
+            ))
+        }
+    };
+    // Absent: leave the assignee; null: clear it; a string: assign.
+    let assigned = match body.get("assignedGreId") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 && !s.contains('\0') => {
+            Some(Some(s.as_str()))
+        }
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "assignedGreId must be a non-empty string or null",
+            ))
+        }
+    };
+    let session = app
+        .store
+        .set_session_status(session_id, &status, assigned)
+        .await
+        .map_err(store_error)?;
+    Ok(raw_response(
+        StatusCode::OK,
+        &SessionBody {
+            session: &session.json,
+        },
+    ))
+}
+
+async fn player_messages(
+    app: &AppState,
+    identity: &Identity,
+    player_id: i64,
+    query: &HashMap<String, String>,
+) -> ApiResult {
+    if !identity.may_access_player(player_id) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "not your messages",
+        ));
+    }
+    let session = match query.get("sessionId").filter(|s| !s.is_empty()) {
+        Some(s) => {
+            let id = s
+                .parse::<Uuid>()
+                .map_err(|_| ApiError::bad_request("sessionId must be a UUID"))?;
+            match app.store.session(id).await.map_err(store_error)? {
+                Some(info) if info.player_id == player_id => Some(info),
+                _ => {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        ErrorCode::NotFound,
+                        "no such session for this player",
+                    ))
+                }
+            }
+        }
+        None => app
+            .store
+            .current_session(player_id)
+            .await
+            .map_err(store_error)?,
+    };
+    page_response(app, session.map(|s| s.id), query).await
+}
+
+/// `{sessionId, messages, nextCursor, hasMore}` for a session (or an empty page for none).
+async fn page_response(
+    app: &AppState,
+    session_id: Option<Uuid>,
+    query: &HashMap<String, String>,
+) -> ApiResult {
+    let since = match query.get("since").filter(|s| !s.is_empty()) {
+        Some(s) => {
+            Some(Cursor::parse_str(s).map_err(|_| ApiError::bad_request("since is not a cursor"))?)
+        }
+        None => None,
+    };
+    let limit = limit_param(query, DEFAULT_PAGE, MAX_PAGE)?;
+    let Some(session_id) = session_id else {
+        return Ok(raw_response(
+            StatusCode::OK,
+            &PageBody {
+                session_id: None,
+                messages: &[],
+                next_cursor: None,
+                has_more: false,
+            },
+        ));
+    };
+    let page = app
+        .store
+        .page(session_id, since.unwrap_or(Cursor(0)), limit)
+        .await
+        .map_err(store_error)?;
+    let next = page
+        .messages
+        .last()
+        .map(|m| Cursor(m.seq))
+        .or(since)
+        .map(Cursor::to_wire);
+    let messages: Vec<&RawValue> = page.messages.iter().map(|m| m.json.as_ref()).collect();
+    Ok(raw_response(
+        StatusCode::OK,
+        &PageBody {
+            session_id: Some(session_id),
+            messages: &messages,
+            next_cursor: next,
+            has_more: page.has_more,
+        },
+    ))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PageBody<'a> {
+    session_id: Option<Uuid>,
+    messages: &'a [&'a RawValue],
+    next_cursor: Option<String>,
+    has_more: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SentBody<'a> {
+    message: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_id: Option<Uuid>,
+}
+
+#[derive(Serialize)]
+struct SessionBody<'a> {
+    session: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct SessionsBody<'a> {
+    sessions: &'a [Box<RawValue>],
+}
+
+/// Serializes a body that embeds database JSON as is.
+fn raw_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut res = Response::new(Full::new(Bytes::from(bytes)));
+            *res.status_mut() = status;
+            res.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            res
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not serialize a response");
+            crate::http::error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "internal error",
+            )
+        }
+    }
+}
