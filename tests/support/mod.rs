@@ -280,3 +280,89 @@ impl WsClient {
         }
     }
 }
+
+/// A `gre-relay` process (the real binary) serving `database_url`: for tests that kill a relay.
+pub struct RelayProcess {
+    pub child: tokio::process::Child,
+    pub ws_url: String,
+    pub http_base: String,
+}
+
+impl RelayProcess {
+    pub async fn spawn(database_url: &str) -> RelayProcess {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gre-relay"))
+            .env("DATABASE_URL", database_url)
+            .env("SUPABASE_JWT_SECRET", SECRET)
+            .env("PORT", "0")
+            .env("GRE_SERVER__HOST", "127.0.0.1")
+            .env("GRE_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn gre-relay");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut ws_url = String::new();
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .expect("banner in time")
+                .expect("read stdout")
+                .expect("gre-relay exited before its banner");
+            if let Some(ws) = line.trim().strip_prefix("WebSocket:") {
+                ws_url = ws.trim().to_owned();
+            }
+            if line.starts_with("Press Ctrl-C") {
+                break;
+            }
+        }
+        // Keep draining stdout so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let http_base = ws_url
+            .replace("ws://", "http://")
+            .trim_end_matches("/ws")
+            .to_owned();
+        RelayProcess {
+            child,
+            ws_url,
+            http_base,
+        }
+    }
+
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id().expect("running") as i32)
+    }
+
+    /// SIGKILL: a crash, with no chance to clean up.
+    pub async fn crash(&mut self) {
+        let _ = nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGKILL);
+        let _ = tokio::time::timeout(WAIT, self.child.wait()).await;
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM);
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exit in time")
+            .expect("wait")
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true, failing after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("not true within {limit:?}: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
