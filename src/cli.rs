@@ -185,6 +185,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
         println!("  demo player token (player 29, 24 h):\n    {player}");
         println!("  demo staff token (staff-7 \"Anna\", 24 h):\n    {staff}");
+        println!("  staff console: http://{shown_host}:{port}/console#token={staff}");
+        println!("  player chat:   http://{shown_host}:{port}/chat#token={player}");
     }
     println!("Press Ctrl-C to stop.");
     shutdown_signal().await;

@@ -1,5 +1,5 @@
 //! The HTTP front door on the relay's one port: the WebSocket upgrade at `/ws`, the REST API
-//! (`rest.rs`) and the health check. Responses are JSON, errors included.
+//! (`rest.rs`), the health check and the browser pages (`pages.rs`). Responses are JSON, errors included.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -44,24 +44,30 @@ pub async fn handle(
     app: Arc<AppState>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
+    let not_allowed = |allow: &'static str| {
+        let mut res = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            &format!("use {allow}"),
+        );
+        res.headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+        res
+    };
     let res = match (req.method(), path.as_str()) {
         (&Method::GET, "/ws") => upgrade(req, app),
-        (_, "/ws") => error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::InvalidFrame,
-            "use GET with a WebSocket upgrade",
-        ),
+        (_, "/ws") => not_allowed("GET"),
         (&Method::GET, "/api/gre-chat/health") => health(&app).await,
-        (_, "/api/gre-chat/health") => error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::InvalidFrame,
-            "use GET",
-        ),
-        _ => error_response(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            "no such endpoint",
-        ),
+        (_, "/api/gre-chat/health") => not_allowed("GET"),
+        (&Method::GET, p) if crate::pages::is_page(p) => crate::pages::serve(p),
+        _ => match crate::rest::handle(req, app).await {
+            Some(res) => res,
+            None => error_response(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such endpoint",
+            ),
+        },
     };
     Ok(res)
 }

@@ -57,7 +57,7 @@ struct HubState {
     by_session: HashMap<Uuid, Vec<ConnId>>,
     staff: HashSet<ConnId>,
     /// Live connections per player id, across all of a player's tabs.
-    players: HashMap<i64, usize>,
+    players: HashMap<i64, Vec<ConnId>>,
     /// Highest message number published per session: a replayed message (the listener's
     /// backfill after a reconnect) is not published twice. Only publishing raises it: a
     /// subscriber that read a message from the table must not stop its live publication.
@@ -126,7 +126,7 @@ impl Hub {
             state.staff.insert(id);
         }
         if let Some(p) = player_id {
-            *state.players.entry(p).or_default() += 1;
+            state.players.entry(p).or_default().push(id);
         }
         state.conns.insert(
             id,
@@ -197,6 +197,24 @@ impl Hub {
         };
         self.fan_out(&mut state, session_id, None, event);
         true
+    }
+
+    /// A session of `player_id` was opened (by whoever: this relay, another one, REST, SQL):
+    /// every live connection of that player follows it from now on, as the contract promises.
+    /// Called before the session's first message can be published (same transaction, earlier
+    /// notification).
+    pub fn follow_new_session(&self, player_id: i64, session_id: Uuid) {
+        let mut state = self.lock();
+        let Some(conns) = state.players.get(&player_id).cloned() else {
+            return;
+        };
+        for id in conns {
+            if let Some(sub) = state.conns.get_mut(&id) {
+                if sub.sessions.insert(session_id) {
+                    state.by_session.entry(session_id).or_default().push(id);
+                }
+            }
+        }
     }
 
     /// Publishes any other frame about a session (session_updated, message_updated, typing,
@@ -290,7 +308,7 @@ impl Hub {
 
     /// Whether this process holds a live connection of the player.
     pub fn player_connected(&self, player_id: i64) -> bool {
-        self.lock().players.get(&player_id).copied().unwrap_or(0) > 0
+        self.lock().players.contains_key(&player_id)
     }
 
     pub fn connection_count(&self) -> usize {
@@ -306,9 +324,9 @@ fn remove_conn(state: &mut HubState, id: ConnId) {
         state.staff.remove(&id);
     }
     if let Some(p) = sub.player_id {
-        if let Some(n) = state.players.get_mut(&p) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(conns) = state.players.get_mut(&p) {
+            conns.retain(|c| *c != id);
+            if conns.is_empty() {
                 state.players.remove(&p);
             }
         }

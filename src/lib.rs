@@ -23,6 +23,7 @@ pub mod http;
 pub mod hub;
 pub mod listener;
 pub mod migrate;
+pub mod pages;
 pub mod presence;
 pub mod protocol;
 pub mod rest;

@@ -262,12 +262,17 @@ impl Listener {
                 let Some(session) = envelope.session else {
                     return;
                 };
-                match serde_json::from_str::<Head>(session.get()) {
-                    Ok(head) => self.hub.publish_frame(
-                        head.id,
-                        Utf8Bytes::from(protocol::session_updated_frame(&session)),
-                        None,
-                    ),
+                match serde_json::from_str::<SessionHead>(session.get()) {
+                    Ok(head) => {
+                        if head.status != "closed" {
+                            if let Some(player_id) = head.player_id {
+                                self.hub.follow_new_session(player_id, head.id);
+                            }
+                        }
+                        let frame = protocol::session_updated_frame(&session);
+                        self.hub
+                            .publish_frame(head.id, Utf8Bytes::from(frame), None);
+                    }
                     Err(e) => tracing::warn!(error = %e, "bad session notification"),
                 }
             }
@@ -383,7 +388,16 @@ struct Envelope {
     last_seen: Option<String>,
 }
 
-/// The fields of a message or session item the listener routes by.
+/// The fields of a session notification the listener routes by.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionHead {
+    id: Uuid,
+    player_id: Option<i64>,
+    status: String,
+}
+
+/// The fields of a message item the listener routes by.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Head {

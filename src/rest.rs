@@ -433,14 +433,11 @@ fn message_fields(
     };
     let client_message_id = match body.get("clientMessageId") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(protocol::validate_client_message_id(s.clone())?),
-        Some(_) => {
-            return Err(ProtocolError::new(
-                ErrorCode::InvalidMessage,
-                "clientMessageId must be a string",
-            )
-            .into())
-        }
+        Some(Value::String(s)) => Some(
+            protocol::validate_client_message_id(s.clone())
+                .map_err(|e| ApiError::unprocessable(e.message))?,
+        ),
+        Some(_) => return Err(ApiError::unprocessable("clientMessageId must be a string")),
     };
     Ok((message, client_message_id))
 }
