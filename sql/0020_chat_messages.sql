@@ -90,6 +90,11 @@ create unique index if not exists gre_chat_messages_session_client_id
   on public.gre_chat_messages (session_id, client_message_id)
   where client_message_id is not null;
 
+-- The relay's catch-up for staff after its LISTEN connection was lost: recent messages of every
+-- session.
+create index if not exists gre_chat_messages_created
+  on public.gre_chat_messages (created_at);
+
 -- Unread counts for the staff console: player messages not yet read.
 create index if not exists gre_chat_messages_unread
   on public.gre_chat_messages (session_id)

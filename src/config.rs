@@ -26,6 +26,7 @@ pub struct ServerSettings {
     pub port: u16,
     pub shutdown_timeout_seconds: u64,
     pub max_body_bytes: usize,
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +65,8 @@ pub struct WebSocketSettings {
     pub outbound_queue: usize,
     pub heartbeat_seconds: u64,
     pub write_timeout_seconds: u64,
+    pub frames_per_second: f64,
+    pub frames_burst: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +133,11 @@ impl Settings {
         if ws.max_frame_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "websocket.max_frame_bytes must be at least 1024".into(),
+            ));
+        }
+        if ws.frames_per_second <= 0.0 || ws.frames_burst < 1.0 {
+            return Err(ConfigError::Invalid(
+                "websocket.frames_per_second must be positive and frames_burst at least 1".into(),
             ));
         }
         if self.database.pool_size == 0 {

@@ -59,6 +59,8 @@ pub async fn handle(
         (_, "/ws") => not_allowed("GET"),
         (&Method::GET, "/api/gre-chat/health") => health(&app).await,
         (_, "/api/gre-chat/health") => not_allowed("GET"),
+        (&Method::GET, "/metrics") => app.metrics.render(&app),
+        (_, "/metrics") => not_allowed("GET"),
         (&Method::GET, p) if crate::pages::is_page(p) => crate::pages::serve(p),
         _ => match crate::rest::handle(req, app).await {
             Some(res) => res,
@@ -104,10 +106,24 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
             "expected a WebSocket upgrade (version 13)",
         );
     };
+    let open = app
+        .ws_open
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    if open >= app.settings.server.max_connections {
+        app.ws_open
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        app.metrics.refused_connections.inc();
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "too many connections; retry later",
+        );
+    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let config = app.ws_config;
     let tracker = app.tasks.clone();
     tracker.spawn(async move {
+        let _open = OpenConnection(app.clone());
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
@@ -145,7 +161,8 @@ async fn health(app: &AppState) -> Response<Body> {
         "database": if database { "ok" } else { "down" },
         "listener": if listener { "connected" } else { "disconnected" },
         "lastNotificationAgeSeconds": app.listener.last_notification_age(),
-        "listenerReconnects": app.listener.reconnects.load(std::sync::atomic::Ordering::Relaxed),
+        "listenerReconnects": app.listener.reconnects.get(),
+        "laggedDisconnects": app.hub.stats.lagged_disconnects.get(),
         "connections": app.hub.connection_count(),
         "instance": app.instance_id,
         "version": env!("CARGO_PKG_VERSION"),
@@ -158,4 +175,15 @@ async fn health(app: &AppState) -> Response<Body> {
         },
         &body,
     )
+}
+
+/// Counts one open WebSocket for `server.max_connections` until dropped.
+struct OpenConnection(Arc<AppState>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0
+            .ws_open
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }

@@ -11,6 +11,7 @@
 //!
 //! The hub does no I/O and never awaits while holding its lock.
 
+use prometheus_client::metrics::counter::Counter;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -67,12 +68,15 @@ struct HubState {
     positions: HashMap<Uuid, i64>,
 }
 
-/// Counters for health and metrics.
+/// Counters for health and /metrics (shared handles: the registry holds clones).
 #[derive(Debug, Default)]
 pub struct HubStats {
-    pub published: AtomicU64,
-    pub deliveries: AtomicU64,
-    pub lagged_disconnects: AtomicU64,
+    /// Events fanned out (one per event, whatever the number of receivers).
+    pub published: Counter,
+    /// Events queued for a connection.
+    pub deliveries: Counter,
+    /// Connections dropped because their queue was full (closed with 4008).
+    pub lagged_disconnects: Counter,
 }
 
 #[derive(Default)]
@@ -244,7 +248,7 @@ impl Hub {
         except: Option<ConnId>,
         event: Outbound,
     ) {
-        self.stats.published.fetch_add(1, Ordering::Relaxed);
+        self.stats.published.inc();
         // Staff first, then session subscribers that are not staff (a staff member who also
         // subscribed explicitly must not get the event twice).
         let mut targets: Vec<ConnId> = state.staff.iter().copied().collect();
@@ -266,13 +270,11 @@ impl Hub {
         };
         match sub.tx.try_send(event) {
             Ok(()) => {
-                self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+                self.stats.deliveries.inc();
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 sub.lagged.notify_one();
-                self.stats
-                    .lagged_disconnects
-                    .fetch_add(1, Ordering::Relaxed);
+                self.stats.lagged_disconnects.inc();
                 remove_conn(state, id);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => remove_conn(state, id),
@@ -391,7 +393,7 @@ mod tests {
             .await
             .expect("lag signalled");
         assert_eq!(hub.connection_count(), 0);
-        assert_eq!(hub.stats.lagged_disconnects.load(Ordering::Relaxed), 1);
+        assert_eq!(hub.stats.lagged_disconnects.get(), 1);
     }
 
     #[tokio::test]

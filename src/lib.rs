@@ -22,6 +22,7 @@ pub mod embedded_postgres;
 pub mod http;
 pub mod hub;
 pub mod listener;
+pub mod metrics;
 pub mod migrate;
 pub mod pages;
 pub mod presence;

@@ -11,6 +11,7 @@
 //! relay itself for events that are relayed but never stored (typing, messages_read).
 
 use futures_util::StreamExt;
+use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +38,10 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Page size when backfilling a session after a reconnect.
 const BACKFILL_PAGE: i64 = 500;
+/// Staff backfill after a reconnect: how far before the outage to look, and at most how many
+/// messages (beyond that, staff consoles resubscribe with their cursors, see docs/protocol.md).
+const STAFF_BACKFILL_MARGIN: Duration = Duration::from_secs(60);
+const STAFF_BACKFILL_LIMIT: i64 = 20_000;
 
 /// What health checks and metrics read about the listener.
 #[derive(Debug, Default)]
@@ -44,8 +49,11 @@ pub struct ListenerStatus {
     pub connected: AtomicBool,
     /// Unix milliseconds of the last notification; 0 = none yet.
     pub last_notification_ms: AtomicU64,
-    pub notifications: AtomicU64,
-    pub reconnects: AtomicU64,
+    pub notifications: Counter,
+    /// Connections lost and re-established (the failover metric).
+    pub reconnects: Counter,
+    /// Unix milliseconds when the listener last became whole (connected and backfilled).
+    pub last_connected_ms: AtomicU64,
 }
 
 impl ListenerStatus {
@@ -131,18 +139,21 @@ impl Listener {
     /// Runs until `shutdown` turns true. Never returns early: connection failures are retried.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = BACKOFF_MIN;
-        let mut first = true;
+        // When the last connection was lost: what a reconnect must make up for.
+        let mut down_since: Option<std::time::Instant> = None;
         loop {
             let outcome = tokio::select! {
-                r = self.session(first, &mut backoff) => r,
+                r = self.session(down_since, &mut backoff) => r,
                 _ = crate::server::stopped(&mut shutdown) => return,
             };
             self.status.connected.store(false, Ordering::Relaxed);
             if let Err(e) = outcome {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "database listener disconnected");
             }
-            first = false;
-            self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+            if self.status.last_connected_ms.load(Ordering::Relaxed) > 0 {
+                down_since.get_or_insert_with(std::time::Instant::now);
+            }
+            self.status.reconnects.inc();
             let jitter =
                 Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
             tokio::select! {
@@ -154,7 +165,11 @@ impl Listener {
     }
 
     /// One connection's life: connect, LISTEN, backfill if this is a reconnect, dispatch.
-    async fn session(&self, first: bool, backoff: &mut Duration) -> Result<(), ListenError> {
+    async fn session(
+        &self,
+        down_since: Option<std::time::Instant>,
+        backoff: &mut Duration,
+    ) -> Result<(), ListenError> {
         let mut config = pg_config(&self.url)?;
         config.application_name("gre-relay listener");
         config
@@ -184,15 +199,24 @@ impl Listener {
         let _driver = AbortOnDrop(driver);
 
         client.batch_execute(&format!("listen {CHANNEL}")).await?;
-        self.status.connected.store(true, Ordering::Relaxed);
-        *backoff = BACKOFF_MIN;
-        if first {
-            tracing::info!("database listener connected");
-        } else {
-            tracing::info!("database listener reconnected; backfilling subscribed sessions");
-            // Notifications arriving meanwhile wait in `rx`; replays are dropped by the hub.
-            self.backfill().await?;
+        match down_since {
+            None => tracing::info!("database listener connected"),
+            Some(since) => {
+                tracing::info!(
+                    down_ms = since.elapsed().as_millis() as u64,
+                    "database listener reconnected; backfilling"
+                );
+                // Notifications arriving meanwhile wait in `rx`; replays are dropped by the hub.
+                // A failed backfill fails this connection: the next one backfills again.
+                self.backfill(since.elapsed()).await?;
+            }
         }
+        // Only now: until the backfill is done, health must not report the listener as whole.
+        self.status.connected.store(true, Ordering::Relaxed);
+        self.status
+            .last_connected_ms
+            .store(now_ms(), Ordering::Relaxed);
+        *backoff = BACKOFF_MIN;
 
         let mut probe = tokio::time::interval(PROBE_EVERY);
         probe.tick().await;
@@ -213,7 +237,30 @@ impl Listener {
         }
     }
 
-    async fn backfill(&self) -> Result<(), StoreError> {
+    /// Makes up for an outage of `down_for`: every subscribed session from its last position,
+    /// and, for staff (who follow every session without subscribing), every message and session
+    /// change of the outage window. The hub drops what it had already published.
+    async fn backfill(&self, down_for: Duration) -> Result<(), StoreError> {
+        if self.hub.has_staff() {
+            // created_at is the inserting transaction's start, so a transaction that began
+            // before the outage and committed during it is older than the outage: the margin
+            // covers transactions of up to a minute.
+            let window = down_for + STAFF_BACKFILL_MARGIN;
+            for session in self.store.sessions_changed_within(window).await? {
+                let frame = protocol::session_updated_frame(&session.json);
+                self.hub
+                    .publish_frame(session.id, Utf8Bytes::from(frame), None);
+            }
+            for m in self
+                .store
+                .messages_within(window, STAFF_BACKFILL_LIMIT)
+                .await?
+            {
+                let frame = protocol::chat_message_frame(&m.json);
+                self.hub
+                    .publish_message(m.session_id, m.seq, Utf8Bytes::from(frame));
+            }
+        }
         for (session_id, last) in self.hub.subscribed_sessions() {
             let mut cursor = Cursor(last);
             loop {
@@ -240,7 +287,7 @@ impl Listener {
     /// Turns one payload into hub events. A payload that cannot be understood is logged and
     /// skipped: it was not written by gre-relay's triggers.
     pub async fn dispatch(&self, payload: &str) {
-        self.status.notifications.fetch_add(1, Ordering::Relaxed);
+        self.status.notifications.inc();
         self.status
             .last_notification_ms
             .store(now_ms(), Ordering::Relaxed);

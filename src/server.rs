@@ -36,6 +36,10 @@ pub struct AppState {
     pub ws_config: WebSocketConfig,
     /// Every WebSocket task, so shutdown can wait for them to say goodbye.
     pub tasks: TaskTracker,
+    /// Open WebSocket connections (authenticated or not), checked against
+    /// `server.max_connections`.
+    pub ws_open: std::sync::atomic::AtomicUsize,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Resolves once `rx` says stop (or its sender is gone). Unlike `watch::Receiver::wait_for`, it
@@ -109,6 +113,8 @@ impl Relay {
             instance_id,
             shutdown: shutdown.clone(),
             tasks: TaskTracker::new(),
+            ws_open: std::sync::atomic::AtomicUsize::new(0),
+            metrics: crate::metrics::Metrics::new(&hub.stats, &status),
         });
         let listener_task = tokio::spawn(
             Listener::new(

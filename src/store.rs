@@ -679,6 +679,38 @@ impl Store {
         Ok(())
     }
 
+    /// Sessions created or changed within the last `window` (listener backfill for staff).
+    pub async fn sessions_changed_within(
+        &self,
+        window: Duration,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "select {SESSION_COLUMNS} from public.gre_chat_sessions s \
+             where s.updated_at > now() - make_interval(secs => $1) \
+                or s.created_at > now() - make_interval(secs => $1) \
+             order by s.updated_at"
+        );
+        let rows = client.query(&sql, &[&window.as_secs_f64()]).await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    /// Messages of every session created within the last `window`, each session's in order.
+    pub async fn messages_within(
+        &self,
+        window: Duration,
+        limit: i64,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "select {MESSAGE_COLUMNS} from public.gre_chat_messages m \
+             where m.created_at > now() - make_interval(secs => $1) \
+             order by m.session_id, m.seq limit $2"
+        );
+        let rows = client.query(&sql, &[&window.as_secs_f64(), &limit]).await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
     pub async fn online_staff_count(&self) -> Result<i64, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client

@@ -90,6 +90,10 @@ where
         sent: HashMap::new(),
         allowed: HashSet::new(),
         _presence: presence,
+        bucket: TokenBucket::new(
+            app.settings.websocket.frames_per_second,
+            app.settings.websocket.frames_burst,
+        ),
     };
     if conn.welcome(&mut session).await.is_err() {
         return;
@@ -116,6 +120,40 @@ struct Session {
     allowed: HashSet<Uuid>,
     /// Keeps this client counted as present until the connection ends.
     _presence: Option<PresenceGuard>,
+    /// Paces frames that cost database work.
+    bucket: TokenBucket,
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: f64, burst: f64) -> Self {
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Why the connection must end; `Err` from a write means the peer is gone.
@@ -403,6 +441,13 @@ where
             Ok(f) => f,
             Err(e) => return self.send_error(&e).await,
         };
+        if !matches!(frame, ClientFrame::Ping | ClientFrame::Authenticate { .. })
+            && !session.bucket.take()
+        {
+            self.app.metrics.rate_limited.inc();
+            let e = ProtocolError::new(ErrorCode::RateLimited, "too many frames; slow down");
+            return self.send_error(&e).await;
+        }
         let result = match frame {
             ClientFrame::Ping => return self.send_text(protocol::pong_frame()).await,
             ClientFrame::Authenticate { .. } => Err(ProtocolError::new(
