@@ -38,6 +38,8 @@ pub mod close_code {
 const MAX_AUTH_FAILURES: u32 = 3;
 /// Queued events written per flush: batches frames into fewer syscalls under load.
 const WRITE_BATCH: usize = 64;
+/// How long live events wait after `authenticated` for the client's first frame (see `run`).
+const RESUME_GRACE: Duration = Duration::from_millis(250);
 /// Page size of a subscribe backfill.
 const BACKFILL_PAGE: i64 = 500;
 
@@ -94,6 +96,7 @@ where
             app.settings.websocket.frames_per_second,
             app.settings.websocket.frames_burst,
         ),
+        pending_catch_up: None,
     };
     if conn.welcome(&mut session).await.is_err() {
         return;
@@ -122,6 +125,10 @@ struct Session {
     _presence: Option<PresenceGuard>,
     /// Paces frames that cost database work.
     bucket: TokenBucket,
+    /// The automatic subscription's catch-up (messages committed between the open-session
+    /// lookup and the hub subscription), deferred to the end of the hold: a resume `subscribe`
+    /// for the same session supersedes it, so nothing newer precedes the resume's backfill.
+    pending_catch_up: Option<(Uuid, Cursor)>,
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
@@ -315,9 +322,11 @@ where
                 .await?;
                 if let Some(open) = open {
                     session.allowed.insert(open.id);
-                    // Subscribe, then read what committed since the lookup: nothing falls between.
-                    self.subscribe(session, open.id, Cursor(open.last_seq), false)
-                        .await?;
+                    // Follow it from the lookup's position at once; the catch-up for what
+                    // committed in between runs when the hold ends (see `run`).
+                    self.app.hub.subscribe(session.reg.id, open.id);
+                    session.sent.insert(open.id, open.last_seq);
+                    session.pending_catch_up = Some((open.id, Cursor(open.last_seq)));
                 }
             }
             Identity::Staff { staff_id, .. } => {
@@ -360,7 +369,13 @@ where
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         let lagged = session.reg.lagged.clone();
+        // Live events wait until the client's first frame has been handled (or RESUME_GRACE
+        // passes): a reconnecting client's `subscribe` with `since` must get its backfill before
+        // any newer live message, or it would see the session out of commit order. Nothing is
+        // lost meanwhile: the events wait in the bounded queue.
+        let mut hold_until = Some(Instant::now() + RESUME_GRACE);
         loop {
+            let holding = hold_until.is_some();
             tokio::select! {
                 // Shutdown first: a server going down says so (1001) rather than keep writing.
                 _ = crate::server::stopped(shutdown) => {
@@ -372,8 +387,15 @@ where
                     self.close(close_code::LAGGING, "too slow: reconnect and resume from your last cursor").await;
                     return;
                 }
+                // The grace period is over: let live events flow.
+                _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now)), if holding => {
+                    hold_until = None;
+                    if self.catch_up(session).await.is_err() {
+                        return;
+                    }
+                }
                 // Events for this client, written in batches with one flush.
-                event = session.reg.rx.recv() => {
+                event = session.reg.rx.recv(), if !holding => {
                     let Some(event) = event else {
                         self.close(close_code::LAGGING, "too slow: reconnect and resume from your last cursor").await;
                         return;
@@ -388,6 +410,9 @@ where
                     match next {
                         Some(Ok(Message::Text(text))) => {
                             if self.handle_text(session, &text).await.is_err() {
+                                return;
+                            }
+                            if hold_until.take().is_some() && self.catch_up(session).await.is_err() {
                                 return;
                             }
                         }
@@ -465,6 +490,12 @@ where
             ClientFrame::Subscribe { session_id, since } => {
                 match self.authorize(session, session_id).await {
                     Ok(last_seq) => {
+                        if session
+                            .pending_catch_up
+                            .is_some_and(|(id, _)| id == session_id)
+                        {
+                            session.pending_catch_up = None;
+                        }
                         // A cursor beyond the session's end is clamped: it cannot skip future rows.
                         let from = since.map_or(Cursor(last_seq), |c| c.min(Cursor(last_seq)));
                         return self.subscribe(session, session_id, from, true).await;
@@ -535,6 +566,14 @@ where
             .notify(&relayed_event_payload(session_id, origin, frame))
             .await
             .map_err(store_error)
+    }
+
+    /// Runs the automatic subscription's deferred catch-up, if a resume did not supersede it.
+    async fn catch_up(&mut self, session: &mut Session) -> Result<(), Gone> {
+        match session.pending_catch_up.take() {
+            Some((session_id, from)) => self.subscribe(session, session_id, from, false).await,
+            None => Ok(()),
+        }
     }
 
     /// Like `authorize`, without a query for a session this connection was already allowed.
