@@ -490,3 +490,62 @@ async fn http_get(url: &str) -> String {
         .expect("read");
     out
 }
+
+#[tokio::test]
+async fn a_flood_of_frames_is_rate_limited_and_the_connection_survives() {
+    let mut settings = test_settings();
+    settings.websocket.frames_per_second = 2.0;
+    settings.websocket.frames_burst = 5.0;
+    let env = TestEnv::start_with(settings).await;
+    let session = env.open_session(80).await;
+    let mut player = env.player(80).await;
+    for _ in 0..20 {
+        player
+            .send_json(json!({"type": "typing", "sessionId": session, "isTyping": true}))
+            .await;
+    }
+    let mut limited = 0;
+    while let Some(frame) = player.recv_within(Duration::from_millis(500)).await {
+        if frame["type"] == "error" {
+            assert_eq!(frame["code"], "rate_limited", "{frame}");
+            limited += 1;
+        }
+    }
+    assert!(limited >= 10, "most of the flood was refused ({limited})");
+    // Pings are never limited, and the bucket refills.
+    player.assert_alive().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    player
+        .send_json(json!({"type": "send_message", "message": "after the flood"}))
+        .await;
+    player.recv_type("message_sent").await;
+    let metrics = reqwest::get(env.http_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("gre_relay_rate_limited_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused_with_503() {
+    let mut settings = test_settings();
+    settings.server.max_connections = 2;
+    let env = TestEnv::start_with(settings).await;
+    let _a = env.player(1).await;
+    let _b = env.player(2).await;
+    let refused = tokio_tungstenite::connect_async(env.ws_url()).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 503),
+        other => panic!("expected HTTP 503, got {:?}", other.map(|_| "a connection")),
+    }
+    drop(_a);
+    eventually(WAIT, "a freed slot is usable again", || async {
+        tokio_tungstenite::connect_async(env.ws_url()).await.is_ok()
+    })
+    .await;
+}
