@@ -27,6 +27,7 @@ pub mod migrate;
 pub mod pages;
 pub mod presence;
 pub mod protocol;
+pub mod rate_limit;
 pub mod rest;
 pub mod server;
 pub mod store;

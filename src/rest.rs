@@ -179,6 +179,15 @@ async fn dispatch(
     app: &AppState,
 ) -> ApiResult {
     let identity = authenticate(&req, app)?;
+    // Writes cost database work: pace them per caller, as the WebSocket paces frames.
+    if req.method() != Method::GET && !app.rest_limits.take(&caller_key(&identity)) {
+        app.metrics.rate_limited.inc();
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "too many requests; slow down",
+        ));
+    }
     let query = query_params(&req);
     match route {
         Route::Send => send(req, app, &identity).await,
@@ -294,6 +303,13 @@ fn authenticate(req: &Request<Incoming>, app: &AppState) -> Result<Identity, Api
             e.to_string(),
         ),
     })
+}
+
+fn caller_key(identity: &Identity) -> String {
+    match identity {
+        Identity::Player { player_id } => format!("player:{player_id}"),
+        Identity::Staff { staff_id, .. } => format!("staff:{staff_id}"),
+    }
 }
 
 fn require_staff(identity: &Identity) -> Result<&str, ApiError> {

@@ -40,6 +40,8 @@ pub struct AppState {
     /// `server.max_connections`.
     pub ws_open: std::sync::atomic::AtomicUsize,
     pub metrics: crate::metrics::Metrics,
+    /// REST writes per caller (HTTP 429 beyond).
+    pub rest_limits: crate::rate_limit::PerCaller,
 }
 
 /// Resolves once `rx` says stop (or its sender is gone). Unlike `watch::Receiver::wait_for`, it
@@ -102,6 +104,10 @@ impl Relay {
         let instance_id = Uuid::new_v4();
         let presence = Presence::new(store.clone(), instance_id);
         presence.register().await?;
+        let rest_limits = crate::rate_limit::PerCaller::new(
+            settings.websocket.frames_per_second,
+            settings.websocket.frames_burst,
+        );
         let state = Arc::new(AppState {
             verifier: Verifier::new(jwt_secret, settings.auth.leeway_seconds),
             ws_config: ws_config(&settings),
@@ -115,6 +121,7 @@ impl Relay {
             tasks: TaskTracker::new(),
             ws_open: std::sync::atomic::AtomicUsize::new(0),
             metrics: crate::metrics::Metrics::new(&hub.stats, &status),
+            rest_limits,
         });
         let listener_task = tokio::spawn(
             Listener::new(

@@ -22,6 +22,7 @@ use crate::hub::{Outbound, Registration};
 use crate::listener::{relayed_event_payload, Origin};
 use crate::presence::{Kind, PresenceGuard};
 use crate::protocol::{self, ClientFrame, Cursor, ErrorCode, ProtocolError};
+use crate::rate_limit::TokenBucket;
 use crate::server::AppState;
 
 /// Close codes (docs/protocol.md).
@@ -129,38 +130,6 @@ struct Session {
     /// lookup and the hub subscription), deferred to the end of the hold: a resume `subscribe`
     /// for the same session supersedes it, so nothing newer precedes the resume's backfill.
     pending_catch_up: Option<(Uuid, Cursor)>,
-}
-
-/// A token bucket: `rate` tokens a second, at most `burst` saved up.
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: f64, burst: f64) -> Self {
-        TokenBucket {
-            rate,
-            burst,
-            tokens: burst,
-            at: Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// Why the connection must end; `Err` from a write means the peer is gone.

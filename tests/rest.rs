@@ -1572,3 +1572,47 @@ async fn a_players_open_socket_follows_the_session_its_rest_message_opened() {
         }
     }
 }
+
+#[tokio::test]
+async fn rest_writes_are_rate_limited_per_caller_with_429() {
+    let mut settings = test_settings();
+    settings.websocket.frames_per_second = 1.0;
+    settings.websocket.frames_burst = 3.0;
+    let env = TestEnv::start_with(settings).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let send = |token: String| {
+        let client = client.clone();
+        let url = env.http_url("/api/gre-chat/send");
+        async move {
+            let res = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&serde_json::json!({"message": "hello"}))
+                .send()
+                .await
+                .expect("send");
+            let status = res.status();
+            let body: serde_json::Value = res.json().await.expect("json");
+            (status.as_u16(), body)
+        }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(send(player_token(90)).await);
+    }
+    let limited: Vec<_> = statuses.iter().filter(|(s, _)| *s == 429).collect();
+    assert!(limited.len() >= 2, "{statuses:?}");
+    assert_eq!(limited[0].1["error"]["code"], "rate_limited");
+    // Another player is not slowed down by the first one, and reads are never limited.
+    assert!(matches!(send(player_token(91)).await.0, 200 | 201));
+    let read = client
+        .get(env.http_url("/api/gre-chat/messages/90"))
+        .bearer_auth(player_token(90))
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(read.status(), 200);
+}
