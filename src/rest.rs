@@ -469,17 +469,10 @@ async fn send(req: Request<Incoming>, app: &AppState, identity: &Identity) -> Ap
     let body = object(read_json(req, app).await?)?;
     let (text, cid) = message_fields(&body)?;
     let sent = chat::player_send(app, *player_id, None, &text, cid.as_deref()).await?;
-    let status = if sent.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(raw_response(
-        status,
-        &SentBody {
-            message: &sent.message.json,
-            session_id: Some(sent.message.session_id),
-        },
+    Ok(sent_response(
+        sent.duplicate,
+        &sent.message.json,
+        Some(sent.message.session_id),
     ))
 }
 
@@ -495,18 +488,7 @@ async fn admin_reply(req: Request<Incoming>, app: &AppState, identity: &Identity
     let (text, cid) = message_fields(&body)?;
     let (message, duplicate) =
         chat::staff_send(app, identity, session_id, &text, cid.as_deref()).await?;
-    let status = if duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(raw_response(
-        status,
-        &SentBody {
-            message: &message.json,
-            session_id: None,
-        },
-    ))
+    Ok(sent_response(duplicate, &message.json, None))
 }
 
 async fn admin_status(req: Request<Incoming>, app: &AppState, session_id: Uuid) -> ApiResult {
@@ -637,6 +619,22 @@ struct PageBody<'a> {
     messages: &'a [&'a RawValue],
     next_cursor: Option<String>,
     has_more: bool,
+}
+
+/// 201 with the stored message, or 200 when it was a retry of an earlier send.
+fn sent_response(duplicate: bool, message: &RawValue, session_id: Option<Uuid>) -> Response<Body> {
+    let status = if duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    raw_response(
+        status,
+        &SentBody {
+            message,
+            session_id,
+        },
+    )
 }
 
 #[derive(Serialize)]

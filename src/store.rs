@@ -192,6 +192,23 @@ impl Store {
         Ok(Store { pool })
     }
 
+    /// Runs a statement expected to return at most one row (cached per connection) and maps it.
+    async fn query_one_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        map: fn(&tokio_postgres::Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        client
+            .query_opt(&stmt, params)
+            .await?
+            .as_ref()
+            .map(map)
+            .transpose()
+    }
+
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -204,32 +221,19 @@ impl Store {
     }
 
     pub async fn session(&self, id: Uuid) -> Result<Option<SessionInfo>, StoreError> {
-        let client = self.pool.get().await?;
         let sql =
             format!("select {SESSION_COLUMNS} from public.gre_chat_sessions s where s.id = $1");
-        let stmt = client.prepare_cached(&sql).await?;
-        client
-            .query_opt(&stmt, &[&id])
-            .await?
-            .as_ref()
-            .map(session_from_row)
-            .transpose()
+        self.query_one_opt(&sql, &[&id], session_from_row).await
     }
 
     /// The player's session that is not closed, if any (there is at most one).
     pub async fn open_session(&self, player_id: i64) -> Result<Option<SessionInfo>, StoreError> {
-        let client = self.pool.get().await?;
         let sql = format!(
             "select {SESSION_COLUMNS} from public.gre_chat_sessions s \
              where s.player_id = $1 and s.status <> 'closed'"
         );
-        let stmt = client.prepare_cached(&sql).await?;
-        client
-            .query_opt(&stmt, &[&player_id])
-            .await?
-            .as_ref()
-            .map(session_from_row)
-            .transpose()
+        self.query_one_opt(&sql, &[&player_id], session_from_row)
+            .await
     }
 
     /// Stores a player's message in its open session, opening one (`waiting`) when it has none.
@@ -375,16 +379,9 @@ impl Store {
     }
 
     pub async fn message(&self, id: Uuid) -> Result<Option<StoredMessage>, StoreError> {
-        let client = self.pool.get().await?;
         let sql =
             format!("select {MESSAGE_COLUMNS} from public.gre_chat_messages m where m.id = $1");
-        let stmt = client.prepare_cached(&sql).await?;
-        client
-            .query_opt(&stmt, &[&id])
-            .await?
-            .as_ref()
-            .map(message_from_row)
-            .transpose()
+        self.query_one_opt(&sql, &[&id], message_from_row).await
     }
 
     /// Marks the other side's messages of a session as read, up to and including `up_to`.
@@ -468,18 +465,12 @@ impl Store {
 
     /// The player's open session, else its most recent one.
     pub async fn current_session(&self, player_id: i64) -> Result<Option<SessionInfo>, StoreError> {
-        let client = self.pool.get().await?;
         let sql = format!(
             "select {SESSION_COLUMNS} from public.gre_chat_sessions s where s.player_id = $1 \
              order by (s.status <> 'closed') desc, s.created_at desc limit 1"
         );
-        let stmt = client.prepare_cached(&sql).await?;
-        client
-            .query_opt(&stmt, &[&player_id])
-            .await?
-            .as_ref()
-            .map(session_from_row)
-            .transpose()
+        self.query_one_opt(&sql, &[&player_id], session_from_row)
+            .await
     }
 
     pub async fn chat_enabled(&self, player_id: i64) -> Result<bool, StoreError> {
