@@ -1,0 +1,910 @@
+//! The browser pages (`/console`, `/chat`) in headless Chromium, driven through chromedriver
+//! (WebDriver) with fantoccini, against a real relay and PostgreSQL. Needs Debian's `chromium` and
+//! `chromium-driver` packages (.ci/run installs them); without them these tests fail, on purpose.
+//! Screenshots and, on failure, the browser's console log go to `target/browser-artifacts/`.
+
+mod support;
+
+use fantoccini::key::Key;
+use fantoccini::wd::Capabilities;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::*;
+
+/// The longest any one thing may take to show up in a page.
+const UI_WAIT: Duration = Duration::from_secs(10);
+
+fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
+    std::fs::create_dir_all(&dir).expect("create target/browser-artifacts");
+    dir
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn chromium_binary() -> PathBuf {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .or_else(|| on_path("chromium"))
+        .unwrap_or_else(|| {
+            panic!(
+                "Chromium is not installed, so the browser tests cannot run. Install Debian's \
+                 packages: apt-get install -y chromium chromium-driver (.ci/run does this in CI)"
+            )
+        })
+}
+
+fn chromedriver_binary() -> PathBuf {
+    on_path("chromedriver").unwrap_or_else(|| {
+        panic!(
+            "chromedriver is not installed, so the browser tests cannot run. Install Debian's \
+             packages: apt-get install -y chromium chromium-driver (.ci/run does this in CI)"
+        )
+    })
+}
+
+/// Fails at once, with the fix, when the browser or its driver is missing.
+fn require_browser() {
+    chromium_binary();
+    chromedriver_binary();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A chromedriver process of this test, in its own process group: dropping it kills the group,
+/// so the Chromium processes it started go too, even when a test panics.
+struct Chromedriver {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Chromedriver {
+    async fn start() -> Chromedriver {
+        use std::os::unix::process::CommandExt;
+        let path = chromedriver_binary();
+        let port = free_port();
+        let log = std::fs::File::create(artifacts_dir().join(format!("chromedriver-{port}.log")))
+            .expect("chromedriver log");
+        let child = std::process::Command::new(path)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start chromedriver");
+        let driver = Chromedriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        let status = format!("{}/status", driver.url);
+        eventually(UI_WAIT, "chromedriver answers /status", || {
+            let req = http.get(&status).timeout(Duration::from_secs(1)).send();
+            async move {
+                match req.await {
+                    Ok(r) => r
+                        .json::<Value>()
+                        .await
+                        .map(|v| v["value"]["ready"] == true)
+                        .unwrap_or(false),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+        driver
+    }
+
+    /// A new browser (its own Chromium with a fresh profile).
+    async fn browser(&self, name: &str) -> Browser {
+        let profile = tempfile::Builder::new()
+            .prefix("gre-relay-chromium-")
+            .tempdir_in(scratch_root())
+            .expect("profile dir");
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium_binary(),
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--disable-quic",
+                    "--disable-extensions",
+                    "--disable-features=Translate,MediaRouter",
+                    "--force-device-scale-factor=1",
+                    "--window-size=1360,860",
+                    "--lang=en-GB",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "unhandledPromptBehavior": "ignore",
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        let caps: Capabilities = caps;
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = tokio::time::timeout(
+            Duration::from_secs(60),
+            ClientBuilder::new(connector)
+                .capabilities(caps)
+                .connect(&self.url),
+        )
+        .await
+        .expect("Chromium started in time")
+        .expect("WebDriver session");
+        client
+            .set_window_size(1360, 860)
+            .await
+            .expect("window size");
+        Browser {
+            client,
+            name: name.to_owned(),
+            driver_url: self.url.clone(),
+            _profile: profile,
+        }
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// One browser window on one page, with bounded waits.
+struct Browser {
+    client: Client,
+    name: String,
+    driver_url: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("navigate");
+    }
+
+    async fn js(&self, script: &str, args: Vec<Value>) -> Value {
+        match self.client.execute(script, args).await {
+            Ok(v) => v,
+            Err(e) => self.fail(&format!("script failed: {e}")).await,
+        }
+    }
+
+    /// Polls `script` (which returns a value) until `ok` accepts it, within `limit`.
+    async fn wait_js(
+        &self,
+        what: &str,
+        limit: Duration,
+        script: &str,
+        args: Vec<Value>,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut last = Value::Null;
+        loop {
+            if let Ok(v) = self.client.execute(script, args.clone()).await {
+                if ok(&v) {
+                    return v;
+                }
+                last = v;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.fail(&format!(
+                    "not within {limit:?}: {what} (last value: {last})"
+                ))
+                .await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wait_css(&self, css: &str) -> fantoccini::elements::Element {
+        let deadline = tokio::time::Instant::now() + UI_WAIT;
+        loop {
+            if let Ok(e) = self.client.find(Locator::Css(css)).await {
+                if e.is_displayed().await.unwrap_or(false) {
+                    return e;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.fail(&format!("no visible element '{css}' within {UI_WAIT:?}"))
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The connection indicator as `[data-state, text]` (for messages; never fails).
+    async fn connection_state(&self) -> String {
+        self.client
+            .execute(
+                "const e = document.querySelector('[data-testid=connection-status]'); \
+                 return e ? [e.getAttribute('data-state'), e.textContent] : null;",
+                vec![],
+            )
+            .await
+            .map(|v| v.to_string())
+            .unwrap_or_else(|e| format!("(unknown: {e})"))
+    }
+
+    /// Waits for the connection indicator to show `state` (attribute and text alike).
+    async fn wait_state(&self, state: &str, limit: Duration) {
+        self.wait_js(
+            &format!("connection status '{state}'"),
+            limit,
+            "const e = document.querySelector('[data-testid=connection-status]'); \
+             return e ? [e.getAttribute('data-state'), e.textContent.trim()] : null;",
+            vec![],
+            |v| v[0] == state && v[1] == state,
+        )
+        .await;
+    }
+
+    /// The messages shown: [{id, sender, text}], in page order.
+    async fn messages(&self) -> Vec<Value> {
+        let v = self
+            .js(
+                "return Array.from(document.querySelectorAll('[data-testid=message]')).map(e => ({\
+                   id: e.getAttribute('data-message-id'), sender: e.getAttribute('data-sender'), \
+                   status: e.getAttribute('data-status'), \
+                   text: e.querySelector('.msg-text').textContent}));",
+                vec![],
+            )
+            .await;
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until a message with exactly this text is shown; returns its id.
+    async fn wait_message(&self, text: &str) -> String {
+        let found = self
+            .wait_js(
+                &format!("a message '{text}'"),
+                UI_WAIT,
+                "const want = arguments[0]; \
+                 const e = Array.from(document.querySelectorAll('[data-testid=message]')) \
+                   .find(e => e.querySelector('.msg-text').textContent === want); \
+                 return e ? e.getAttribute('data-message-id') : null;",
+                vec![json!(text)],
+                |v| v.is_string(),
+            )
+            .await;
+        found.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Types into the reply box (a line break as Shift+Enter) and presses Enter to send.
+    /// (ChromeDriver types characters of the Basic Multilingual Plane only: no emoji.)
+    async fn send(&self, text: &str) {
+        let input = self.wait_css("[data-testid=reply-input]").await;
+        for (i, line) in text.split('\n').enumerate() {
+            if i > 0 {
+                let shift_enter = format!("{}{}{}", &*Key::Shift, &*Key::Enter, &*Key::Shift);
+                input.send_keys(&shift_enter).await.expect("shift+enter");
+            }
+            input.send_keys(line).await.expect("type");
+        }
+        input.send_keys(&Key::Enter).await.expect("enter");
+    }
+
+    async fn screenshot(&self, file: &str) -> PathBuf {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let path = artifacts_dir().join(file);
+        std::fs::write(&path, png).expect("write screenshot");
+        path
+    }
+
+    /// Saves a screenshot and the browser console, then panics with `why`.
+    async fn fail(&self, why: &str) -> ! {
+        let shot = format!("FAILED-{}.png", self.name);
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::write(artifacts_dir().join(&shot), png);
+        }
+        let log = self.console_log().await;
+        let _ = std::fs::write(
+            artifacts_dir().join(format!("FAILED-{}-console.log", self.name)),
+            &log,
+        );
+        panic!(
+            "[{}] {why}\nconnection: {}\nbrowser console:\n{log}\n(screenshot: target/browser-artifacts/{shot})",
+            self.name,
+            self.connection_state().await
+        );
+    }
+
+    /// The browser's console messages (chromedriver's log endpoint), best effort.
+    async fn console_log(&self) -> String {
+        let Ok(Some(id)) = self.client.session_id().await else {
+            return String::new();
+        };
+        let url = format!("{}/session/{id}/se/log", self.driver_url);
+        let res = reqwest::Client::new()
+            .post(url)
+            .json(&json!({"type": "browser"}))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        match res {
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .map(|v| {
+                    v["value"]
+                        .as_array()
+                        .map(|entries| {
+                            entries
+                                .iter()
+                                .map(|e| format!("{} {}", e["level"], e["message"]))
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        })
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default(),
+            Err(e) => format!("(no log: {e})"),
+        }
+    }
+
+    /// Fails if the page logged errors (a CSP violation, an exception).
+    async fn assert_no_console_errors(&self) {
+        let log = self.console_log().await;
+        let errors: Vec<&str> = log
+            .lines()
+            .filter(|l| l.starts_with("\"SEVERE\""))
+            // The favicon request and a deliberately interrupted connection are not page errors.
+            .filter(|l| !l.contains("favicon") && !l.contains("WebSocket connection to"))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "[{}] console errors:\n{}",
+            self.name,
+            errors.join("\n")
+        );
+    }
+
+    async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.client.close()).await;
+    }
+}
+
+async fn db_one_i64(db: &tokio_postgres::Client, sql: &str) -> i64 {
+    db.query_one(sql, &[]).await.expect("query").get(0)
+}
+
+async fn insert_gre_message(db: &tokio_postgres::Client, session: uuid::Uuid, text: &str) {
+    db.execute(
+        "insert into gre_chat_messages (session_id, sender, sender_id, sender_name, message) \
+         values ($1, 'gre', 'staff-7', 'Anna', $2)",
+        &[&session, &text],
+    )
+    .await
+    .expect("insert message");
+}
+
+async fn open_session_of(db: &tokio_postgres::Client, player_id: i64) -> uuid::Uuid {
+    db.query_one(
+        "select id from gre_chat_sessions where player_id = $1 and status <> 'closed'",
+        &[&player_id],
+    )
+    .await
+    .expect("the player's open session")
+    .get(0)
+}
+
+/// The whole round trip between a player on /chat and a GRE on /console: live delivery both
+/// ways, a row written straight into the database, assignment, read receipts, typing, and markup
+/// shown as text. Ends with screenshots of both pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_and_console_talk_live() {
+    require_browser();
+    let env = TestEnv::start().await;
+    let db = env.db().await;
+    // The pages and their assets, as the relay serves them.
+    for (path, kind) in [
+        ("/console", "text/html; charset=utf-8"),
+        ("/chat", "text/html; charset=utf-8"),
+        ("/static/app.css", "text/css; charset=utf-8"),
+        ("/static/console.js", "text/javascript; charset=utf-8"),
+    ] {
+        let res = reqwest::get(env.http_url(path)).await.expect("GET");
+        assert_eq!(res.status(), 200, "{path}");
+        let h = res.headers();
+        assert_eq!(h["content-type"], kind, "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+        assert_eq!(
+            h["content-security-policy"],
+            gre_relay::pages::CONTENT_SECURITY_POLICY_VALUE,
+            "{path}"
+        );
+    }
+
+    let driver = Chromedriver::start().await;
+    let (staff, player) = tokio::join!(driver.browser("console"), driver.browser("chat"));
+
+    // The staff console, signed in from the address fragment, which it then removes.
+    staff
+        .goto(&format!(
+            "{}#token={}",
+            env.http_url("/console"),
+            staff_token("staff-7")
+        ))
+        .await;
+    staff.wait_state("connected", UI_WAIT).await;
+    let url = staff.client.current_url().await.expect("url");
+    assert!(
+        !url.as_str().contains("token"),
+        "the token stays in the address bar: {url}"
+    );
+    staff.wait_css(".sidebar").await;
+    staff.wait_css("#thread-empty").await;
+    staff.screenshot("console-empty.png").await;
+
+    // The player's chat, signed in through the form: a GRE is online.
+    player.goto(&env.http_url("/chat")).await;
+    let token_input = player.wait_css("[data-testid=token-input]").await;
+    player.screenshot("chat-signin.png").await;
+    token_input
+        .send_keys(&player_token(29))
+        .await
+        .expect("paste token");
+    player
+        .wait_css("[data-testid=sign-in]")
+        .await
+        .click()
+        .await
+        .expect("sign in");
+    player.wait_state("connected", UI_WAIT).await;
+    player
+        .wait_js(
+            "the player sees that a GRE is online",
+            UI_WAIT,
+            "return document.querySelector('[data-testid=gre-online]').getAttribute('data-online');",
+            vec![],
+            |v| v == "true",
+        )
+        .await;
+    let player_url = player.client.current_url().await.expect("url");
+    assert!(!player_url.as_str().contains("token"), "{player_url}");
+
+    // Player -> console, live: a new session appears in the list with an unread count.
+    player
+        .send("Hi! Is there a seat at the 2/5 NL table?")
+        .await;
+    player
+        .wait_message("Hi! Is there a seat at the 2/5 NL table?")
+        .await;
+    let session = open_session_of(&db, 29).await;
+    let item = format!("[data-testid=session-item][data-session-id='{session}']");
+    staff.wait_css(&item).await;
+    staff
+        .wait_js(
+            "the new session shows one unread message",
+            UI_WAIT,
+            "return document.querySelector(arguments[0]).getAttribute('data-unread');",
+            vec![json!(item)],
+            |v| v == "1",
+        )
+        .await;
+    staff.wait_css(&item).await.click().await.expect("open");
+    staff
+        .wait_message("Hi! Is there a seat at the 2/5 NL table?")
+        .await;
+    // Viewing the thread marks the player's message read.
+    eventually(UI_WAIT, "the player's message is read", || async {
+        db_one_i64(
+            &db,
+            "select count(*) from gre_chat_messages where sender = 'player' and status <> 'read'",
+        )
+        .await
+            == 0
+    })
+    .await;
+
+    // Typing shows on the other side.
+    let input = staff.wait_css("[data-testid=reply-input]").await;
+    input.send_keys("Let me").await.expect("type");
+    player
+        .wait_js(
+            "the player sees the GRE typing",
+            UI_WAIT,
+            "return document.querySelector('[data-testid=typing-indicator]').textContent;",
+            vec![],
+            |v| v.as_str().is_some_and(|t| t.contains("typing")),
+        )
+        .await;
+    input.clear().await.expect("clear");
+
+    // Console -> player, live.
+    staff
+        .send("Yes, seat 4 is yours. Please see the floor manager.")
+        .await;
+    player
+        .wait_message("Yes, seat 4 is yours. Please see the floor manager.")
+        .await;
+    staff
+        .wait_message("Yes, seat 4 is yours. Please see the floor manager.")
+        .await;
+    // The player's page marks it read; the console shows the receipt.
+    staff
+        .wait_js(
+            "the GRE's reply shows as read",
+            UI_WAIT,
+            "const e = Array.from(document.querySelectorAll('[data-testid=message][data-sender=gre]')).pop(); \
+             return e ? e.getAttribute('data-status') : null;",
+            vec![],
+            |v| v == "read",
+        )
+        .await;
+
+    // Assign to me: the list and the database follow.
+    staff
+        .wait_css("[data-testid=assign]")
+        .await
+        .click()
+        .await
+        .expect("assign");
+    eventually(UI_WAIT, "assigned in the database", || async {
+        db.query_one(
+            "select coalesce(assigned_gre_id, '') from gre_chat_sessions where id = $1",
+            &[&session],
+        )
+        .await
+        .expect("query")
+        .get::<_, String>(0)
+            == "staff-7"
+    })
+    .await;
+    staff
+        .wait_js(
+            "the thread header shows the assignment",
+            UI_WAIT,
+            "return document.querySelector('#thread-assignee').textContent;",
+            vec![],
+            |v| v == "Assigned to you",
+        )
+        .await;
+
+    // A row written by another portal straight into the database reaches both pages.
+    insert_gre_message(&db, session, "Your table is ready").await;
+    let (a, b) = tokio::join!(
+        player.wait_message("Your table is ready"),
+        staff.wait_message("Your table is ready")
+    );
+    assert_eq!(a, b, "the same message id on both pages");
+
+    // Markup is text: shown literally, never parsed (no <img>, no alert).
+    let evil = "<img src=x onerror=alert(1)> & <b>bold</b>";
+    player.send(evil).await;
+    player.wait_message(evil).await;
+    staff.wait_message(evil).await;
+    for page in [&player, &staff] {
+        let images = page
+            .js(
+                "return document.querySelectorAll('[data-testid=message-list] img, [data-testid=session-list] img, [data-testid=message-list] b').length;",
+                vec![],
+            )
+            .await;
+        assert_eq!(images, json!(0), "[{}] markup was parsed", page.name);
+        let shown = page
+            .js(
+                "return Array.from(document.querySelectorAll('[data-testid=message]')).map(e => e.textContent).join('\\n');",
+                vec![],
+            )
+            .await;
+        assert!(
+            shown.as_str().unwrap_or_default().contains(evil),
+            "[{}] the literal text is not shown: {shown}",
+            page.name
+        );
+    }
+    staff
+        .wait_js(
+            "the session preview shows the markup as text",
+            UI_WAIT,
+            "return document.querySelector(arguments[0] + ' [data-testid=session-preview]').textContent;",
+            vec![json!(item)],
+            |v| v.as_str().is_some_and(|t| t.contains(evil)),
+        )
+        .await;
+
+    // No duplicates anywhere, in order.
+    for page in [&player, &staff] {
+        let shown = page.messages().await;
+        let mut ids: Vec<&str> = shown.iter().filter_map(|m| m["id"].as_str()).collect();
+        assert_eq!(ids.len(), 4, "[{}] {shown:?}", page.name);
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 4, "[{}] duplicates: {shown:?}", page.name);
+    }
+
+    // A little more conversation for the screenshots.
+    staff.send("Enjoy the game! ♠").await;
+    player.wait_message("Enjoy the game! ♠").await;
+    player
+        .send("Thanks a lot.\nCould you also put me on the list for the 5/10 game?")
+        .await;
+    staff
+        .wait_message("Thanks a lot.\nCould you also put me on the list for the 5/10 game?")
+        .await;
+    // A second player waiting, so the console's list has more than one row.
+    let other = env.open_session(112).await;
+    db.execute(
+        "insert into gre_chat_messages (session_id, sender, sender_id, message) \
+         values ($1, 'player', '112', 'Hello, I left my jacket at table 9 last night')",
+        &[&other],
+    )
+    .await
+    .expect("insert");
+    staff
+        .wait_css(&format!(
+            "[data-testid=session-item][data-session-id='{other}'][data-unread='1']"
+        ))
+        .await;
+    staff.wait_state("connected", UI_WAIT).await;
+    let console_png = staff.screenshot("console.png").await;
+    let chat_png = player.screenshot("chat.png").await;
+    eprintln!(
+        "screenshots: {} {}",
+        console_png.display(),
+        chat_png.display()
+    );
+
+    // Close (two clicks: arm, confirm): the database, the console and the player follow.
+    let close = staff.wait_css("[data-testid=close-session]").await;
+    close.click().await.expect("arm close");
+    close.click().await.expect("confirm close");
+    eventually(UI_WAIT, "the session is closed", || async {
+        db.query_one(
+            "select status from gre_chat_sessions where id = $1",
+            &[&session],
+        )
+        .await
+        .expect("query")
+        .get::<_, String>(0)
+            == "closed"
+    })
+    .await;
+    staff
+        .wait_js(
+            "the console shows the session closed",
+            UI_WAIT,
+            "return document.querySelector('[data-testid=thread-status]').textContent;",
+            vec![],
+            |v| v == "closed",
+        )
+        .await;
+    player
+        .wait_js(
+            "the player is told the conversation was closed",
+            UI_WAIT,
+            "return document.querySelector('[data-testid=message-list]').textContent;",
+            vec![],
+            |v| v.as_str().is_some_and(|t| t.contains("was closed")),
+        )
+        .await;
+    player.screenshot("chat-closed.png").await;
+
+    // Writing again opens a new session: the player follows it, the console lists it.
+    player.send("One more thing: is the bar still open?").await;
+    player
+        .wait_message("One more thing: is the bar still open?")
+        .await;
+    let reopened = open_session_of(&db, 29).await;
+    assert_ne!(reopened, session);
+    staff
+        .wait_css(&format!(
+            "[data-testid=session-item][data-session-id='{reopened}'][data-unread='1']"
+        ))
+        .await;
+    insert_gre_message(&db, reopened, "It is, until 2 am").await;
+    player.wait_message("It is, until 2 am").await;
+
+    // The console on a phone-sized screen (the list; then a thread).
+    staff
+        .client
+        .set_window_size(400, 800)
+        .await
+        .expect("resize");
+    staff.screenshot("console-narrow-thread.png").await;
+    player
+        .client
+        .set_window_size(400, 800)
+        .await
+        .expect("resize");
+    player.wait_message("It is, until 2 am").await;
+    player.screenshot("chat-narrow.png").await;
+    staff
+        .wait_css("#back")
+        .await
+        .click()
+        .await
+        .expect("back to the list");
+    staff
+        .wait_css(&format!(
+            "[data-testid=session-item][data-session-id='{other}']"
+        ))
+        .await;
+    staff.screenshot("console-narrow-list.png").await;
+
+    staff.assert_no_console_errors().await;
+    player.assert_no_console_errors().await;
+    tokio::join!(staff.close(), player.close());
+}
+
+/// A relay process of this test on a fixed port (the port a page already uses).
+struct OwnRelay {
+    /// Killed on drop.
+    _child: tokio::process::Child,
+}
+
+impl OwnRelay {
+    async fn spawn(database_url: &str, port: u16) -> OwnRelay {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gre-relay"))
+            .env("DATABASE_URL", database_url)
+            .env("SUPABASE_JWT_SECRET", SECRET)
+            .env("PORT", port.to_string())
+            .env("GRE_SERVER__HOST", "127.0.0.1")
+            .env("GRE_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn gre-relay");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .expect("banner in time")
+                .expect("read stdout")
+                .expect("gre-relay exited before its banner (is the port still taken?)");
+            if line.starts_with("Press Ctrl-C") {
+                break;
+            }
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        OwnRelay { _child: child }
+    }
+}
+
+/// The relay stops and comes back on the same port: both pages show that they lost the
+/// connection, reconnect by themselves, resume (a message written while the relay was down shows
+/// up), and follow live messages again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_reconnect_and_resume_after_a_relay_restart() {
+    require_browser();
+    let env = TestEnv::start().await;
+    let db = env.db().await;
+    let mut relay = RelayProcess::spawn(&env.url).await;
+    let port: u16 = relay
+        .http_base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port in the banner");
+    let session = env.open_session(29).await;
+    insert_gre_message(&db, session, "Welcome back to the club").await;
+
+    let driver = Chromedriver::start().await;
+    let (staff, player) = tokio::join!(
+        driver.browser("console-restart"),
+        driver.browser("chat-restart")
+    );
+    player
+        .goto(&format!(
+            "{}/chat#token={}",
+            relay.http_base,
+            player_token(29)
+        ))
+        .await;
+    staff
+        .goto(&format!(
+            "{}/console#token={}",
+            relay.http_base,
+            staff_token("staff-7")
+        ))
+        .await;
+    player.wait_state("connected", UI_WAIT).await;
+    staff.wait_state("connected", UI_WAIT).await;
+    player.wait_message("Welcome back to the club").await;
+    staff
+        .wait_css(&format!(
+            "[data-testid=session-item][data-session-id='{session}']"
+        ))
+        .await
+        .click()
+        .await
+        .expect("open the thread");
+    staff.wait_message("Welcome back to the club").await;
+
+    // The relay goes away: both pages say so.
+    relay.terminate().await;
+    for page in [&player, &staff] {
+        page.wait_js(
+            "the page shows it is not connected",
+            UI_WAIT,
+            "return document.querySelector('[data-testid=connection-status]').getAttribute('data-state');",
+            vec![],
+            |v| v.as_str().is_some_and(|s| s != "connected"),
+        )
+        .await;
+    }
+    let shown = player.connection_state().await;
+    assert!(shown.contains("reconnecting"), "{shown}");
+    // Typed while offline: shown as pending, sent once the connection is back.
+    player.send("Typed while offline").await;
+    player
+        .wait_js(
+            "the offline message waits as pending",
+            UI_WAIT,
+            "return document.querySelectorAll('[data-testid=pending-message]').length;",
+            vec![],
+            |v| v == 1,
+        )
+        .await;
+    player.screenshot("chat-reconnecting.png").await;
+    // Written while no relay runs: only a resume can deliver it.
+    insert_gre_message(&db, session, "Sent while the relay was down").await;
+
+    // The relay is back on the same port: the pages reconnect by themselves and catch up.
+    let _relay = OwnRelay::spawn(&env.url, port).await;
+    let back = Duration::from_secs(45);
+    player.wait_state("connected", back).await;
+    staff.wait_state("connected", back).await;
+    player.wait_message("Sent while the relay was down").await;
+    staff.wait_message("Sent while the relay was down").await;
+    player.wait_message("Typed while offline").await;
+    staff.wait_message("Typed while offline").await;
+
+    // And live again.
+    insert_gre_message(&db, session, "And this one after the restart").await;
+    player.wait_message("And this one after the restart").await;
+    staff.wait_message("And this one after the restart").await;
+    player.send("Great, thanks!").await;
+    staff.wait_message("Great, thanks!").await;
+
+    for page in [&player, &staff] {
+        let shown = page.messages().await;
+        let mut ids: Vec<&str> = shown.iter().filter_map(|m| m["id"].as_str()).collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!((n, ids.len()), (5, 5), "[{}] {shown:?}", page.name);
+    }
+    assert_eq!(
+        db_one_i64(
+            &db,
+            "select count(*) from gre_chat_messages where message = 'Typed while offline'"
+        )
+        .await,
+        1,
+        "stored once"
+    );
+    player.screenshot("chat-after-restart.png").await;
+    tokio::join!(staff.close(), player.close());
+}
