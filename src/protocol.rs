@@ -311,6 +311,58 @@ pub fn error_frame(err: &ProtocolError) -> String {
     json!({"type": "error", "code": err.code.as_str(), "message": err.message}).to_string()
 }
 
+/// An error about one request, naming it so that the client can tell which one failed.
+pub fn error_frame_for(
+    err: &ProtocolError,
+    client_message_id: Option<&str>,
+    session_id: Option<Uuid>,
+) -> String {
+    let mut frame = json!({"type": "error", "code": err.code.as_str(), "message": err.message});
+    if let Some(id) = client_message_id {
+        frame["clientMessageId"] = json!(id);
+    }
+    if let Some(id) = session_id {
+        frame["sessionId"] = json!(id);
+    }
+    frame.to_string()
+}
+
+/// Best effort for a frame that did not parse: its clientMessageId and sessionId, if it is a
+/// JSON object that has them with the right types.
+pub fn raw_context(text: &str) -> (Option<String>, Option<Uuid>) {
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else {
+        return (None, None);
+    };
+    let cid = map
+        .get("clientMessageId")
+        .and_then(Value::as_str)
+        .filter(|c| c.chars().count() <= MAX_CLIENT_MESSAGE_ID_CHARS)
+        .map(str::to_owned);
+    let sid = map
+        .get("sessionId")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok());
+    (cid, sid)
+}
+
+impl ClientFrame {
+    /// The request's clientMessageId and sessionId, echoed in an error about it.
+    pub fn context(&self) -> (Option<&str>, Option<Uuid>) {
+        match self {
+            ClientFrame::SendMessage {
+                client_message_id,
+                session_id,
+                ..
+            } => (client_message_id.as_deref(), *session_id),
+            ClientFrame::Subscribe { session_id, .. }
+            | ClientFrame::Unsubscribe { session_id }
+            | ClientFrame::Typing { session_id, .. }
+            | ClientFrame::MarkRead { session_id, .. } => (None, Some(*session_id)),
+            ClientFrame::Authenticate { .. } | ClientFrame::Ping => (None, None),
+        }
+    }
+}
+
 pub fn pong_frame() -> String {
     r#"{"type":"pong"}"#.to_owned()
 }

@@ -493,9 +493,11 @@ async fn admin_reply(req: Request<Incoming>, app: &AppState, identity: &Identity
 
 async fn admin_status(req: Request<Incoming>, app: &AppState, session_id: Uuid) -> ApiResult {
     let body = object(read_json(req, app).await?)?;
+    // Absent: leave the status (an assignment alone must not undo a concurrent change).
     let status = match body.get("status") {
-        Some(Value::String(s)) if SESSION_STATUSES.contains(&s.as_str()) => s.clone(),
-        _ => {
+        None => None,
+        Some(Value::String(s)) if SESSION_STATUSES.contains(&s.as_str()) => Some(s.as_str()),
+        Some(_) => {
             return Err(ApiError::unprocessable(
                 "status must be waiting, active or closed",
             ))
@@ -514,9 +516,14 @@ async fn admin_status(req: Request<Incoming>, app: &AppState, session_id: Uuid) 
             ))
         }
     };
+    if status.is_none() && assigned.is_none() {
+        return Err(ApiError::unprocessable(
+            "give status, assignedGreId or both",
+        ));
+    }
     let session = app
         .store
-        .set_session_status(session_id, &status, assigned)
+        .set_session_status(session_id, status, assigned)
         .await
         .map_err(store_error)?;
     Ok(raw_response(

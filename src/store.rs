@@ -518,18 +518,18 @@ impl Store {
         session_from_row(&row)
     }
 
-    /// Sets a session's status, and its assignee when `assigned` is `Some` (`Some(None)` clears
-    /// it). Reopening a closed session while the player has another open one is a conflict.
+    /// Sets a session's status when `status` is `Some`, and its assignee when `assigned` is
+    /// `Some` (`Some(None)` clears it). Reopening a closed session while the player has another open one is a conflict.
     pub async fn set_session_status(
         &self,
         session_id: Uuid,
-        status: &str,
+        status: Option<&str>,
         assigned: Option<Option<&str>>,
     ) -> Result<SessionInfo, StoreError> {
         let client = self.pool.get().await?;
         let sql = format!(
             "update public.gre_chat_sessions as s \
-                set status = $2, assigned_gre_id = case when $3 then $4 else s.assigned_gre_id end \
+                set status = coalesce($2, s.status), assigned_gre_id = case when $3 then $4 else s.assigned_gre_id end \
               where s.id = $1 returning {SESSION_COLUMNS}"
         );
         let (set_assignee, assignee) = match assigned {

@@ -433,14 +433,23 @@ where
     async fn handle_text(&mut self, session: &mut Session, text: &str) -> Result<(), Gone> {
         let frame = match protocol::parse_client_frame(text) {
             Ok(f) => f,
-            Err(e) => return self.send_error(&e).await,
+            Err(e) => {
+                let (cid, sid) = protocol::raw_context(text);
+                return self
+                    .send_text(protocol::error_frame_for(&e, cid.as_deref(), sid))
+                    .await;
+            }
         };
+        // Named in an error about this request, so the client knows which one failed.
+        let (client_message_id, about_session) = frame.context();
+        let client_message_id = client_message_id.map(str::to_owned);
         if !matches!(frame, ClientFrame::Ping | ClientFrame::Authenticate { .. })
             && !session.bucket.take()
         {
             self.app.metrics.rate_limited.inc();
             let e = ProtocolError::new(ErrorCode::RateLimited, "too many frames; slow down");
-            return self.send_error(&e).await;
+            let text = protocol::error_frame_for(&e, client_message_id.as_deref(), about_session);
+            return self.send_text(text).await;
         }
         let result = match frame {
             ClientFrame::Ping => return self.send_text(protocol::pong_frame()).await,
@@ -515,7 +524,11 @@ where
         };
         match result {
             Ok(()) => Ok(()),
-            Err(e) => self.send_error(&e).await,
+            Err(e) => {
+                let text =
+                    protocol::error_frame_for(&e, client_message_id.as_deref(), about_session);
+                self.send_text(text).await
+            }
         }
     }
 

@@ -549,3 +549,24 @@ async fn connections_beyond_the_limit_are_refused_with_503() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn errors_name_the_request_that_failed() {
+    let env = TestEnv::start().await;
+    let session = env.open_session(81).await;
+    let mut staff = env.staff("staff-5").await;
+    staff.send_json(json!({"type": "send_message", "message": "", "sessionId": session, "clientMessageId": "c-9"})).await;
+    let err = staff.recv_type("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["clientMessageId"].as_str()),
+        (Some("invalid_message"), Some("c-9")),
+        "{err}"
+    );
+    let other = Uuid::new_v4();
+    staff
+        .send_json(json!({"type": "subscribe", "sessionId": other}))
+        .await;
+    let err = staff.recv_type("error").await;
+    assert_eq!(err["code"], "not_found");
+    assert_eq!(err["sessionId"], other.to_string());
+}
