@@ -13,7 +13,11 @@ alter table public.gre_chat_messages  enable row level security;
 alter table public.gre_online_status  enable row level security;
 alter table public.push_notifications enable row level security;
 
-grant select, insert, update on public.gre_chat_sessions  to authenticated;
+grant select, insert on public.gre_chat_sessions to authenticated;
+-- Through the API a session's status and assignee may change; its player and message counter
+-- may not (the counter is the resume cursor's source of truth).
+revoke update on public.gre_chat_sessions from authenticated;
+grant update (status, assigned_gre_id) on public.gre_chat_sessions to authenticated;
 grant select, insert on public.gre_chat_messages to authenticated;
 -- Only a message's status may change through the API (delivered / read): its text, sender and
 -- number are history. Column privileges enforce it for players and staff alike.
@@ -80,7 +84,11 @@ create policy "players write into their own session" on public.gre_chat_messages
 drop policy if exists "staff write messages" on public.gre_chat_messages;
 create policy "staff write messages" on public.gre_chat_messages
   for insert to authenticated
-  with check ((select gre_relay.jwt_is_staff()) and sender in ('gre', 'system'));
+  with check (
+    (select gre_relay.jwt_is_staff())
+    and sender in ('gre', 'system')
+    and (sender_id is null or sender_id = (select auth.jwt() ->> 'sub'))
+  );
 
 -- Players mark GRE messages read; staff mark player messages read (status only: see the grants).
 drop policy if exists "players update their own messages" on public.gre_chat_messages;

@@ -36,7 +36,7 @@ comment on table gre_relay.presence is
   'One row per (player or staff member, relay process) with at least one live WebSocket.';
 
 -- How long a relay may miss heartbeats before its connections stop counting. Relays beat every
--- 5 seconds (presence.heartbeat_seconds); this leaves room for a slow database.
+-- 5 seconds (presence::HEARTBEAT in src/presence.rs); this leaves room for a slow database.
 create or replace function gre_relay.presence_stale_after() returns interval
   language sql immutable
   set search_path = ''

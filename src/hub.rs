@@ -49,7 +49,10 @@ struct Subscriber {
     /// The player behind a player connection (for presence and push decisions).
     player_id: Option<i64>,
     /// Explicit subscriptions, kept so unregistering can clean `by_session`.
-    sessions: HashSet<Uuid>,
+    /// The connection's own position in it: the highest message number it is known to hold
+    /// (from its backfill, or from live publication). The listener's catch-up after a
+    /// reconnect starts from the lowest position among a session's subscribers.
+    sessions: HashMap<Uuid, i64>,
 }
 
 #[derive(Default)]
@@ -63,9 +66,6 @@ struct HubState {
     /// backfill after a reconnect) is not published twice. Only publishing raises it: a
     /// subscriber that read a message from the table must not stop its live publication.
     last_seq: HashMap<Uuid, i64>,
-    /// Highest number a subscriber of this process is known to have been given, from its own
-    /// backfill. Where the listener's post-reconnect backfill starts; never used to skip.
-    positions: HashMap<Uuid, i64>,
 }
 
 /// Counters for health and /metrics (shared handles: the registry holds clones).
@@ -139,7 +139,7 @@ impl Hub {
                 lagged: lagged.clone(),
                 is_staff,
                 player_id,
-                sessions: HashSet::new(),
+                sessions: HashMap::new(),
             },
         );
         drop(state);
@@ -156,12 +156,13 @@ impl Hub {
         remove_conn(&mut state, id);
     }
 
-    pub fn subscribe(&self, id: ConnId, session_id: Uuid) {
+    /// Subscribes a connection to a session, holding its messages up to `position`.
+    pub fn subscribe(&self, id: ConnId, session_id: Uuid, position: i64) {
         let mut state = self.lock();
         let Some(sub) = state.conns.get_mut(&id) else {
             return;
         };
-        if sub.sessions.insert(session_id) {
+        if sub.sessions.insert(session_id, position).is_none() {
             state.by_session.entry(session_id).or_default().push(id);
         }
     }
@@ -171,7 +172,7 @@ impl Hub {
         let Some(sub) = state.conns.get_mut(&id) else {
             return;
         };
-        if sub.sessions.remove(&session_id) {
+        if sub.sessions.remove(&session_id).is_some() {
             remove_from_session(&mut state, session_id, id);
         }
     }
@@ -214,7 +215,10 @@ impl Hub {
         };
         for id in conns {
             if let Some(sub) = state.conns.get_mut(&id) {
-                if sub.sessions.insert(session_id) {
+                // A new session: its connection holds nothing of it yet.
+                if let std::collections::hash_map::Entry::Vacant(e) = sub.sessions.entry(session_id)
+                {
+                    e.insert(0);
                     state.by_session.entry(session_id).or_default().push(id);
                 }
             }
@@ -281,27 +285,38 @@ impl Hub {
         }
     }
 
-    /// Sessions with at least one explicit subscriber, with the position to backfill from after
-    /// the listener reconnects: the highest number published or handed out by a backfill.
+    /// Sessions with at least one explicit subscriber, with the position the listener's
+    /// catch-up after a reconnect must start from: every subscriber holds the messages up to its
+    /// own position and everything published since it subscribed, so the lowest of
+    /// max(position, last published) is where the first gap can be.
     pub fn subscribed_sessions(&self) -> Vec<(Uuid, i64)> {
         let state = self.lock();
         state
             .by_session
-            .keys()
-            .map(|s| {
-                let published = state.last_seq.get(s).copied().unwrap_or(0);
-                let given = state.positions.get(s).copied().unwrap_or(0);
-                (*s, published.max(given))
+            .iter()
+            .map(|(session_id, conns)| {
+                let published = state.last_seq.get(session_id).copied().unwrap_or(0);
+                let from = conns
+                    .iter()
+                    .filter_map(|c| state.conns.get(c)?.sessions.get(session_id).copied())
+                    .map(|held| held.max(published))
+                    .min()
+                    .unwrap_or(published);
+                (*session_id, from)
             })
             .collect()
     }
 
-    /// Records that a subscriber was given the session's messages up to `seq` by its own
-    /// backfill (see `positions`).
-    pub fn note_position(&self, session_id: Uuid, seq: i64) {
+    /// Records that a connection now holds a session's messages up to `seq` (its own backfill).
+    pub fn note_position(&self, id: ConnId, session_id: Uuid, seq: i64) {
         let mut state = self.lock();
-        let given = state.positions.entry(session_id).or_insert(0);
-        *given = (*given).max(seq);
+        if let Some(held) = state
+            .conns
+            .get_mut(&id)
+            .and_then(|c| c.sessions.get_mut(&session_id))
+        {
+            *held = (*held).max(seq);
+        }
     }
 
     pub fn has_staff(&self) -> bool {
@@ -333,7 +348,7 @@ fn remove_conn(state: &mut HubState, id: ConnId) {
             }
         }
     }
-    for session_id in sub.sessions {
+    for session_id in sub.sessions.into_keys() {
         remove_from_session(state, session_id, id);
     }
 }
@@ -363,8 +378,8 @@ mod tests {
         let mut p1 = hub.register(8, false, Some(1));
         let mut p2 = hub.register(8, false, Some(2));
         let mut staff = hub.register(8, true, None);
-        hub.subscribe(p1.id, s1);
-        hub.subscribe(p2.id, s2);
+        hub.subscribe(p1.id, s1, 0);
+        hub.subscribe(p2.id, s2, 0);
         assert!(hub.publish_message(s1, 1, text("a")));
         assert!(matches!(
             p1.rx.try_recv(),
@@ -385,7 +400,7 @@ mod tests {
         let hub = Hub::new();
         let s = Uuid::new_v4();
         let p = hub.register(2, false, Some(1));
-        hub.subscribe(p.id, s);
+        hub.subscribe(p.id, s, 0);
         for seq in 1..=3 {
             hub.publish_message(s, seq, text("x"));
         }
@@ -402,9 +417,9 @@ mod tests {
         let s = Uuid::new_v4();
         let mut staff = hub.register(8, true, None);
         let p = hub.register(8, false, Some(1));
-        hub.subscribe(p.id, s);
+        hub.subscribe(p.id, s, 0);
         // A subscriber read message 3 from the table before the listener passed it on.
-        hub.note_position(s, 3);
+        hub.note_position(p.id, s, 3);
         assert!(hub.publish_message(s, 3, text("m3")));
         assert!(matches!(
             staff.rx.try_recv(),
@@ -414,11 +429,27 @@ mod tests {
     }
 
     #[test]
+    fn catch_up_starts_from_the_subscriber_that_holds_least() {
+        let hub = Hub::new();
+        let s = Uuid::new_v4();
+        let old = hub.register(8, false, Some(1));
+        let new = hub.register(8, false, Some(1));
+        hub.subscribe(old.id, s, 4);
+        assert!(hub.publish_message(s, 7, text("m7")));
+        // While the listener is down, 8..10 commit and a new tab backfills to 10.
+        hub.subscribe(new.id, s, 10);
+        // The old tab holds up to 7: the catch-up must start there, not at 10.
+        assert_eq!(hub.subscribed_sessions(), vec![(s, 7)]);
+        drop(old);
+        assert_eq!(hub.subscribed_sessions(), vec![(s, 10)]);
+    }
+
+    #[test]
     fn dropping_registration_cleans_up() {
         let hub = Hub::new();
         let s = Uuid::new_v4();
         let p = hub.register(2, false, Some(5));
-        hub.subscribe(p.id, s);
+        hub.subscribe(p.id, s, 0);
         assert!(hub.player_connected(5));
         assert_eq!(hub.subscribed_sessions().len(), 1);
         drop(p);

@@ -139,19 +139,23 @@ impl Listener {
     /// Runs until `shutdown` turns true. Never returns early: connection failures are retried.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = BACKOFF_MIN;
-        // When the last connection was lost: what a reconnect must make up for.
+        // Since when notifications may have been missed: the loss of the last good connection,
+        // or the first failed attempt (the relay may be serving before LISTEN is in place).
         let mut down_since: Option<std::time::Instant> = None;
         loop {
             let outcome = tokio::select! {
                 r = self.session(down_since, &mut backoff) => r,
                 _ = crate::server::stopped(&mut shutdown) => return,
             };
-            self.status.connected.store(false, Ordering::Relaxed);
+            let was_whole = self.status.connected.swap(false, Ordering::Relaxed);
+            if was_whole {
+                // This connection had caught up: only what follows its loss is missing.
+                down_since = Some(std::time::Instant::now());
+            } else {
+                down_since.get_or_insert_with(std::time::Instant::now);
+            }
             if let Err(e) = outcome {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "database listener disconnected");
-            }
-            if self.status.last_connected_ms.load(Ordering::Relaxed) > 0 {
-                down_since.get_or_insert_with(std::time::Instant::now);
             }
             self.status.reconnects.inc();
             let jitter =
@@ -237,20 +241,43 @@ impl Listener {
         }
     }
 
-    /// Makes up for an outage of `down_for`: every subscribed session from its last position,
-    /// and, for staff (who follow every session without subscribing), every message and session
-    /// change of the outage window. The hub drops what it had already published.
+    /// Makes up for an outage of `down_for`, in an order that never skips: sessions opened or
+    /// changed meanwhile first (players' sockets follow the new ones), then every subscribed
+    /// session from the position its least advanced subscriber holds, then, for staff (who
+    /// follow every session without subscribing), the window's messages of all sessions. The
+    /// hub drops what it had already published.
     async fn backfill(&self, down_for: Duration) -> Result<(), StoreError> {
-        if self.hub.has_staff() {
-            // created_at is the inserting transaction's start, so a transaction that began
-            // before the outage and committed during it is older than the outage: the margin
-            // covers transactions of up to a minute.
-            let window = down_for + STAFF_BACKFILL_MARGIN;
-            for session in self.store.sessions_changed_within(window).await? {
-                let frame = protocol::session_updated_frame(&session.json);
-                self.hub
-                    .publish_frame(session.id, Utf8Bytes::from(frame), None);
+        // created_at is the inserting transaction's start, so a transaction that began before
+        // the outage and committed during it is older than the outage: the margin covers
+        // transactions of up to a minute.
+        let window = down_for + STAFF_BACKFILL_MARGIN;
+        for session in self.store.sessions_changed_within(window).await? {
+            if !session.is_closed() {
+                self.hub.follow_new_session(session.player_id, session.id);
             }
+            let frame = protocol::session_updated_frame(&session.json);
+            self.hub
+                .publish_frame(session.id, Utf8Bytes::from(frame), None);
+        }
+        for (session_id, from) in self.hub.subscribed_sessions() {
+            let mut cursor = Cursor(from);
+            loop {
+                let page = self
+                    .store
+                    .messages_after(session_id, cursor, BACKFILL_PAGE)
+                    .await?;
+                for m in &page {
+                    let frame = protocol::chat_message_frame(&m.json);
+                    self.hub
+                        .publish_message(m.session_id, m.seq, Utf8Bytes::from(frame));
+                    cursor = Cursor(m.seq);
+                }
+                if (page.len() as i64) < BACKFILL_PAGE {
+                    break;
+                }
+            }
+        }
+        if self.hub.has_staff() {
             for m in self
                 .store
                 .messages_within(window, STAFF_BACKFILL_LIMIT)
@@ -259,26 +286,6 @@ impl Listener {
                 let frame = protocol::chat_message_frame(&m.json);
                 self.hub
                     .publish_message(m.session_id, m.seq, Utf8Bytes::from(frame));
-            }
-        }
-        for (session_id, last) in self.hub.subscribed_sessions() {
-            let mut cursor = Cursor(last);
-            loop {
-                let page = self
-                    .store
-                    .messages_after(session_id, cursor, BACKFILL_PAGE)
-                    .await?;
-                for m in &page {
-                    self.hub.publish_message(
-                        m.session_id,
-                        m.seq,
-                        Utf8Bytes::from(protocol::chat_message_frame(&m.json)),
-                    );
-                    cursor = Cursor(m.seq);
-                }
-                if (page.len() as i64) < BACKFILL_PAGE {
-                    break;
-                }
             }
         }
         Ok(())

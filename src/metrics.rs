@@ -55,7 +55,7 @@ impl Metrics {
         );
         registry.register(
             "listener_reconnects",
-            "LISTEN connections lost and re-established",
+            "LISTEN connections lost or attempts failed (each followed by a retry)",
             listener.reconnects.clone(),
         );
         registry.register(
@@ -80,7 +80,7 @@ impl Metrics {
         );
         registry.register(
             "rate_limited",
-            "Client frames refused with rate_limited",
+            "WebSocket frames and REST requests refused with rate_limited",
             m.rate_limited.clone(),
         );
         registry.register(

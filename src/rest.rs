@@ -264,20 +264,14 @@ async fn dispatch(
         Route::AdminMessages => {
             require_staff(&identity)?;
             let session_id = param_uuid(&params, "session_id")?;
-            if app
-                .store
-                .session(session_id)
-                .await
-                .map_err(store_error)?
-                .is_none()
-            {
+            let Some(info) = app.store.session(session_id).await.map_err(store_error)? else {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     ErrorCode::NotFound,
                     "no such session",
                 ));
-            }
-            page_response(app, Some(session_id), &query).await
+            };
+            page_response(app, Some((info.id, info.last_seq)), &query).await
         }
         Route::AdminReply => admin_reply(req, app, &identity).await,
         Route::AdminStatus => {
@@ -569,13 +563,15 @@ async fn player_messages(
             .await
             .map_err(store_error)?,
     };
-    page_response(app, session.map(|s| s.id), query).await
+    page_response(app, session.map(|s| (s.id, s.last_seq)), query).await
 }
 
 /// `{sessionId, messages, nextCursor, hasMore}` for a session (or an empty page for none).
+/// `session` is the session's id and last message number: a `since` beyond it is clamped, as
+/// on the WebSocket, so a bad cursor cannot make the client skip future messages.
 async fn page_response(
     app: &AppState,
-    session_id: Option<Uuid>,
+    session: Option<(Uuid, i64)>,
     query: &HashMap<String, String>,
 ) -> ApiResult {
     let since = match query.get("since").filter(|s| !s.is_empty()) {
@@ -585,7 +581,7 @@ async fn page_response(
         None => None,
     };
     let limit = limit_param(query, DEFAULT_PAGE, MAX_PAGE)?;
-    let Some(session_id) = session_id else {
+    let Some((session_id, last_seq)) = session else {
         return Ok(raw_response(
             StatusCode::OK,
             &PageBody {
@@ -596,6 +592,7 @@ async fn page_response(
             },
         ));
     };
+    let since = since.map(|c| c.min(Cursor(last_seq)));
     let page = app
         .store
         .page(session_id, since.unwrap_or(Cursor(0)), limit)

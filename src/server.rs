@@ -244,7 +244,14 @@ async fn accept_loop(
             "shutdown timeout: cutting the remaining connections"
         );
     }
-    for task in background {
-        let _ = task.await;
+    // The listener and presence tasks finish their own shutdown (presence removes this relay's
+    // rows); bounded too, since the database may be the thing that is gone.
+    let finish = async {
+        for task in background {
+            let _ = task.await;
+        }
+    };
+    if tokio::time::timeout(timeout, finish).await.is_err() {
+        tracing::warn!("background tasks did not finish in time; presence expires by staleness");
     }
 }

@@ -686,7 +686,8 @@ impl Store {
         rows.iter().map(session_from_row).collect()
     }
 
-    /// Messages of every session created within the last `window`, each session's in order.
+    /// Messages of every session created within the last `window` (the most recent `limit`),
+    /// each session's in order.
     pub async fn messages_within(
         &self,
         window: Duration,
@@ -694,9 +695,11 @@ impl Store {
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let client = self.pool.get().await?;
         let sql = format!(
-            "select {MESSAGE_COLUMNS} from public.gre_chat_messages m \
-             where m.created_at > now() - make_interval(secs => $1) \
-             order by m.session_id, m.seq limit $2"
+            "select session_id, seq, json from ( \
+                 select {MESSAGE_COLUMNS} as json, m.created_at from public.gre_chat_messages m \
+                  where m.created_at > now() - make_interval(secs => $1) \
+                  order by m.created_at desc limit $2) recent \
+             order by session_id, seq"
         );
         let rows = client.query(&sql, &[&window.as_secs_f64(), &limit]).await?;
         rows.iter().map(message_from_row).collect()

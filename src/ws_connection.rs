@@ -293,7 +293,9 @@ where
                     session.allowed.insert(open.id);
                     // Follow it from the lookup's position at once; the catch-up for what
                     // committed in between runs when the hold ends (see `run`).
-                    self.app.hub.subscribe(session.reg.id, open.id);
+                    self.app
+                        .hub
+                        .subscribe(session.reg.id, open.id, open.last_seq);
                     session.sent.insert(open.id, open.last_seq);
                     session.pending_catch_up = Some((open.id, Cursor(open.last_seq)));
                 }
@@ -482,6 +484,12 @@ where
                 }
             }
             ClientFrame::Unsubscribe { session_id } => {
+                if session
+                    .pending_catch_up
+                    .is_some_and(|(id, _)| id == session_id)
+                {
+                    session.pending_catch_up = None;
+                }
                 self.app.hub.unsubscribe(session.reg.id, session_id);
                 session.sent.remove(&session_id);
                 return self
@@ -601,7 +609,7 @@ where
         since: Cursor,
         announce: bool,
     ) -> Result<(), Gone> {
-        self.app.hub.subscribe(session.reg.id, session_id);
+        self.app.hub.subscribe(session.reg.id, session_id, since.0);
         let mut cursor = since;
         session.sent.insert(session_id, since.0);
         loop {
@@ -616,7 +624,8 @@ where
                     // Without its backfill the subscription would have a gap: undo it.
                     self.app.hub.unsubscribe(session.reg.id, session_id);
                     session.sent.remove(&session_id);
-                    return self.send_error(&store_error(e)).await;
+                    let text = protocol::error_frame_for(&store_error(e), None, Some(session_id));
+                    return self.send_text(text).await;
                 }
             };
             for m in &page {
@@ -630,7 +639,9 @@ where
             self.flush().await?;
         }
         session.sent.insert(session_id, cursor.0);
-        self.app.hub.note_position(session_id, cursor.0);
+        self.app
+            .hub
+            .note_position(session.reg.id, session_id, cursor.0);
         if announce {
             self.feed_text(Utf8Bytes::from(protocol::subscribed_frame(
                 session_id, cursor,
@@ -654,11 +665,6 @@ where
                 let sent = chat::player_send(&app, *player_id, session_id, &text, cid).await?;
                 if let Some(opened) = &sent.opened {
                     session.allowed.insert(opened.id);
-                    // Its `session_updated` was published before this connection subscribed.
-                    let frame = protocol::session_updated_frame(&opened.json);
-                    self.feed_text(Utf8Bytes::from(frame))
-                        .await
-                        .map_err(|_| gone())?;
                     // The new session's messages start at 1: subscribe from its beginning.
                     self.subscribe(session, opened.id, Cursor(0), false)
                         .await

@@ -476,14 +476,13 @@ async fn concurrent_writers_into_one_session_resume_exactly() {
             }
         }));
     }
-    // Meanwhile the follower is cut off again and again, resuming from its cursor each time.
+    // Meanwhile the relay's LISTEN connection is killed again and again: the listener's
+    // catch-up and live delivery must interleave without a gap or a reordering.
     let cutter = {
         let db = env.db().await;
         tokio::spawn(async move {
             for _ in 0..8 {
                 tokio::time::sleep(Duration::from_millis(120)).await;
-                // Close every player socket of the relay from the server side by killing... the
-                // simplest cut a client can suffer: the relay restarts its LISTEN connection.
                 let _ = db
                     .query("select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'gre-relay listener'", &[])
                     .await;
@@ -516,13 +515,18 @@ async fn concurrent_writers_into_one_session_resume_exactly() {
 async fn a_reconnecting_client_resumes_exactly_from_its_cursor() {
     let env = TestEnv::start().await;
     let session = env.open_session(75).await;
+    // Three writers at once, so rows commit interleaved while the client comes and goes.
     let (stop_writer, writer_stop) = watch::channel(false);
-    let writer = spawn_writer(
-        env.url.clone(),
-        vec![session],
-        Duration::from_millis(2),
-        writer_stop,
-    );
+    let writers: Vec<_> = (0..3)
+        .map(|_| {
+            spawn_writer(
+                env.url.clone(),
+                vec![session],
+                Duration::from_millis(2),
+                writer_stop.clone(),
+            )
+        })
+        .collect();
     let got = Arc::new(Mutex::new(Received::default()));
     // Connect, read a little, drop the socket, reconnect with the cursor: ten times.
     for _ in 0..10 {
@@ -545,7 +549,9 @@ async fn a_reconnecting_client_resumes_exactly_from_its_cursor() {
         drop(c);
     }
     stop_writer.send(true).expect("stop writer");
-    writer.await.expect("writer");
+    for writer in writers {
+        writer.await.expect("writer");
+    }
     // One last resume collects the rest.
     let mut c = WsClient::connect(&env.ws_url()).await;
     c.authenticate(&player_token(75)).await;
