@@ -107,6 +107,20 @@ impl Marker {
         format!("{}{seq}", self.needle)
     }
 
+    /// Every message number of this run quoted in a NOTIFY payload (one per row).
+    pub fn all_in(&self, payload: &str) -> Vec<u32> {
+        payload
+            .match_indices(&self.needle)
+            .filter_map(|(at, n)| {
+                let digits = &payload[at + n.len()..];
+                let end = digits
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(digits.len());
+                digits[..end].parse().ok()
+            })
+            .collect()
+    }
+
     /// The message number of a `chat_message` frame of this run, if it is one.
     fn find(&self, frame: &str) -> Option<u32> {
         let at = frame.find(&self.needle)? + self.needle.len();

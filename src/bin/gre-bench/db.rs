@@ -2,7 +2,7 @@
 //! straight into gre_chat_messages), and the clean-up.
 
 use anyhow::Context;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::time::MissedTickBehavior;
@@ -285,4 +285,98 @@ pub async fn announce(
     }
     report.stopped = origin.elapsed().as_nanos() as u64;
     Ok(report)
+}
+
+/// The tool's own LISTEN on the relay's channel, on its own thread: when each row's notification
+/// reached a plain PostgreSQL client. Subtracted from a client's receive time, it leaves what the
+/// relay itself adds (its own LISTEN connection goes through the same path in PostgreSQL).
+pub struct Listen {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<anyhow::Result<Vec<(u32, u64)>>>,
+}
+
+impl Listen {
+    pub fn start(url: &str, marker: Marker, origin: Instant) -> anyhow::Result<Listen> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let url = url.to_owned();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("gre-bench-listen".into())
+            .spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(listen(url, marker, origin, flag, ready_tx))
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Listen { stop, thread }),
+            Ok(Err(e)) => anyhow::bail!("LISTEN: {e}"),
+            Err(_) => anyhow::bail!("LISTEN: the listening thread ended"),
+        }
+    }
+
+    /// (message number, nanoseconds since origin when its notification arrived).
+    pub fn finish(self) -> Vec<(u32, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default()
+    }
+}
+
+async fn listen(
+    url: String,
+    marker: Marker,
+    origin: Instant,
+    stop: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) -> anyhow::Result<Vec<(u32, u64)>> {
+    use futures_util::StreamExt;
+    let setup = async {
+        let mut config = gre_relay::store::pg_config(&url)?;
+        config.application_name("gre-bench listen");
+        Ok::<_, anyhow::Error>(config.connect(gre_relay::store::tls_connector()).await?)
+    };
+    let (client, mut connection) = match setup.await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(format!("{e:#}")));
+            return Err(e);
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = m {
+                let at = origin.elapsed().as_nanos() as u64;
+                if tx.send((at, n)).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    if let Err(e) = client
+        .batch_execute(&format!("listen {}", gre_relay::listener::CHANNEL))
+        .await
+    {
+        let _ = ready.send(Err(e.to_string()));
+        return Err(e.into());
+    }
+    let _ = ready.send(Ok(()));
+    let mut seen = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        match tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
+            Ok(Some((at, n))) => {
+                seen.extend(marker.all_in(n.payload()).into_iter().map(|s| (s, at)))
+            }
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
+    driver.abort();
+    Ok(seen)
 }

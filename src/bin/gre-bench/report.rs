@@ -88,12 +88,19 @@ pub struct Delivery {
     /// Clients still missing messages, and one example (for the human output).
     pub clients_missing: u64,
     pub example_missing: Option<String>,
+    /// insert sent -> commit acknowledged to the writer, every row (the database's share).
+    pub commit: Dist,
     /// insert sent -> frame decoded, every delivery.
     pub e2e: Dist,
     /// commit acknowledged -> frame decoded, every delivery (players and staff).
     pub relay: Dist,
     pub relay_players: Dist,
     pub relay_staff: Dist,
+    /// The tool's own LISTEN received the row's notification -> frame decoded: what the relay
+    /// adds over a plain LISTEN client.
+    pub over_listen: Dist,
+    /// Rows whose notification the tool's own LISTEN saw.
+    pub listened: u64,
     /// Per batch of `batch` rows (announcements): the last delivery after the statement was
     /// sent and after its commit was acknowledged.
     pub batches: Vec<(i64, i64)>,
@@ -101,22 +108,38 @@ pub struct Delivery {
 
 /// Counts every (client, message) pair that should have arrived against what did.
 /// `batch` > 0 groups rows by `seq / batch` (one announcement each).
-pub fn analyse(written: &[Written], clients: &[Received], sessions: u32, batch: u32) -> Delivery {
+pub fn analyse(
+    written: &[Written],
+    clients: &[Received],
+    listened: &[(u32, u64)],
+    sessions: u32,
+    batch: u32,
+) -> Delivery {
     let max_seq = written
         .iter()
         .map(|w| w.seq)
         .max()
         .map_or(0, |m| m as usize + 1);
+    let mut heard: Vec<Option<u64>> = vec![None; max_seq];
+    for (seq, at) in listened {
+        if let Some(h) = heard.get_mut(*seq as usize) {
+            h.get_or_insert(*at);
+        }
+    }
+    let mut over_listen = Vec::new();
     let mut by_seq: Vec<Option<Written>> = vec![None; max_seq];
     let mut per_session = vec![0u64; sessions as usize];
     let mut d = Delivery::default();
+    let mut commit = Vec::with_capacity(written.len());
     for w in written {
         by_seq[w.seq as usize] = Some(*w);
-        if w.ack.is_some() {
+        if let Some(ack) = w.ack {
             d.rows_ok += 1;
             per_session[w.session as usize] += 1;
+            commit.push(ack as i64 - w.sent as i64);
         }
     }
+    d.commit = Dist::of(commit);
     let n_batches = if batch > 0 {
         (max_seq as u32).div_ceil(batch) as usize
     } else {
@@ -158,13 +181,15 @@ pub fn analyse(written: &[Written], clients: &[Received], sessions: u32, batch: 
                 Some(ack) => {
                     got += 1;
                     let share = at - ack as i64;
+                    if let Some(h) = heard[seq as usize] {
+                        over_listen.push(at - h as i64);
+                    }
                     if c.player.is_some() {
                         relay_p.push(share);
                     } else {
                         relay_s.push(share);
                     }
-                    if batch > 0 {
-                        let b = &mut batches[(seq / batch) as usize];
+                    if let Some(b) = seq.checked_div(batch).map(|i| &mut batches[i as usize]) {
                         b.0 = b.0.max(at - w.sent as i64);
                         b.1 = b.1.max(share);
                     }
@@ -190,6 +215,8 @@ pub fn analyse(written: &[Written], clients: &[Received], sessions: u32, batch: 
     d.relay_players = Dist::of(relay_p);
     d.relay_staff = Dist::of(relay_s);
     d.batches = batches;
+    d.listened = heard.iter().filter(|h| h.is_some()).count() as u64;
+    d.over_listen = Dist::of(over_listen);
     d
 }
 
@@ -209,10 +236,13 @@ impl Delivery {
             "misrouted": self.misrouted,
             "delivered_after_insert_error": self.delivered_after_error,
             "clients_missing_messages": self.clients_missing,
+            "commit": self.commit.json(),
             "e2e": self.e2e.json(),
             "relay_share": self.relay.json(),
             "relay_share_players": self.relay_players.json(),
             "relay_share_staff": self.relay_staff.json(),
+            "relay_over_listen": self.over_listen.json(),
+            "rows_seen_by_own_listen": self.listened,
         })
     }
 }

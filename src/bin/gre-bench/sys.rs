@@ -67,6 +67,41 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     cpu_times(pid, false)
 }
 
+/// User and system CPU seconds of a process, separately.
+pub fn user_system_seconds(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    Some((field(11)? / clock_ticks(), field(12)? / clock_ticks()))
+}
+
+/// Context switches (voluntary + involuntary) of all the threads of a process so far: one per
+/// time a thread went to sleep waiting for work, or was preempted.
+pub fn context_switches(pid: u32) -> Option<u64> {
+    let mut sum = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+            continue;
+        };
+        for l in status.lines() {
+            if l.starts_with("voluntary_ctxt_switches:")
+                || l.starts_with("nonvoluntary_ctxt_switches:")
+            {
+                sum += l
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    Some(sum)
+}
+
 /// CPU seconds of a process, plus with `children` those of its children that ended and were
 /// waited for (how the CPU of PostgreSQL backends that closed during a run is still counted:
 /// it lands in the postmaster's cutime and cstime).
@@ -201,6 +236,8 @@ pub struct Sample {
     pub at: Instant,
     pub relay_cpu: Option<f64>,
     pub relay_rss_kib: Option<u64>,
+    pub relay_user_sys: Option<(f64, f64)>,
+    pub relay_ctxsw: Option<u64>,
     pub own_cpu: Option<f64>,
     pub postgres_cpu: Option<f64>,
     pub machine: Option<(f64, f64)>,
@@ -212,6 +249,8 @@ impl Sample {
             at: Instant::now(),
             relay_cpu: relay_pid.and_then(cpu_seconds),
             relay_rss_kib: relay_pid.and_then(rss_kib),
+            relay_user_sys: relay_pid.and_then(user_system_seconds),
+            relay_ctxsw: relay_pid.and_then(context_switches),
             own_cpu: cpu_seconds(std::process::id()),
             postgres_cpu: cpu_seconds_of_command("postgres"),
             machine: machine_cpu_seconds(),
@@ -227,6 +266,10 @@ pub struct Usage {
     pub relay_cpu_s: Option<f64>,
     /// Of that, as a percentage of one core.
     pub relay_core_pct: Option<f64>,
+    /// Of that, the part spent in the kernel (system time), as a percentage of one core.
+    pub relay_sys_pct: Option<f64>,
+    /// Context switches of the relay's threads per second.
+    pub relay_ctxsw_per_s: Option<f64>,
     pub own_core_pct: Option<f64>,
     pub postgres_core_pct: Option<f64>,
     /// The whole machine's busy time, as a percentage of all its cores.
@@ -248,6 +291,11 @@ pub fn usage(a: &Sample, b: &Sample) -> Usage {
             _ => None,
         },
         relay_core_pct: pct(a.relay_cpu, b.relay_cpu),
+        relay_sys_pct: pct(a.relay_user_sys.map(|x| x.1), b.relay_user_sys.map(|x| x.1)),
+        relay_ctxsw_per_s: match (a.relay_ctxsw, b.relay_ctxsw) {
+            (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64 / wall_s),
+            _ => None,
+        },
         own_core_pct: pct(a.own_cpu, b.own_cpu),
         postgres_core_pct: pct(a.postgres_cpu, b.postgres_cpu),
         machine_busy_pct: match (a.machine, b.machine) {
