@@ -232,35 +232,72 @@ fn spawn_collector(
     })
 }
 
+/// A session written to continuously (one row every 3 ms), followed by a resilient player (on
+/// the first of `player_urls` that answers) and by a staff socket on `env`'s relay that never
+/// subscribes: the set-up of the fault tests below.
+struct Stream {
+    session: Uuid,
+    player_got: Arc<Mutex<Received>>,
+    staff_got: Arc<Mutex<Received>>,
+    player: tokio::task::JoinHandle<u32>,
+    staff: tokio::task::JoinHandle<()>,
+    stop_writer: watch::Sender<bool>,
+    writer: tokio::task::JoinHandle<u64>,
+    /// Keeps the followers running until the stream is finished.
+    _stop_followers: watch::Sender<bool>,
+}
+
+impl Stream {
+    async fn start(env: &TestEnv, player_id: i64, player_urls: Vec<String>) -> Stream {
+        let session = env.open_session(player_id).await;
+        let (stop_followers, stop) = watch::channel(false);
+        let player_got = Arc::new(Mutex::new(Received::default()));
+        let staff_got = Arc::new(Mutex::new(Received::default()));
+        let player = spawn_resilient(
+            player_urls,
+            player_token(player_id),
+            session,
+            player_got.clone(),
+            stop.clone(),
+        );
+        let staff = spawn_collector(env.staff("staff-1").await, session, staff_got.clone(), stop);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (stop_writer, writer_stop) = watch::channel(false);
+        let writer = spawn_writer(
+            env.url.clone(),
+            vec![session],
+            Duration::from_millis(3),
+            writer_stop,
+        );
+        Stream {
+            session,
+            player_got,
+            staff_got,
+            player,
+            staff,
+            stop_writer,
+            writer,
+            _stop_followers: stop_followers,
+        }
+    }
+
+    /// Stops the writer, then checks that both followers hold every committed row once, in
+    /// commit order. Returns how many rows the writer committed.
+    async fn finish(self, url: &str, staff_is: &str) -> u64 {
+        self.stop_writer.send(true).expect("stop writer");
+        let committed = self.writer.await.expect("writer");
+        assert_complete(url, self.session, &self.player_got, "player").await;
+        assert_complete(url, self.session, &self.staff_got, staff_is).await;
+        self.player.abort();
+        self.staff.abort();
+        committed
+    }
+}
+
 #[tokio::test]
 async fn killing_the_listen_connection_loses_nothing() {
     let env = TestEnv::start().await;
-    let session = env.open_session(70).await;
-    let (_stop_tx, stop) = watch::channel(false);
-    let player_got = Arc::new(Mutex::new(Received::default()));
-    let staff_got = Arc::new(Mutex::new(Received::default()));
-    let player = spawn_resilient(
-        vec![env.ws_url()],
-        player_token(70),
-        session,
-        player_got.clone(),
-        stop.clone(),
-    );
-    let staff = spawn_collector(
-        env.staff("staff-1").await,
-        session,
-        staff_got.clone(),
-        stop.clone(),
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (stop_writer, writer_stop) = watch::channel(false);
-    let writer = spawn_writer(
-        env.url.clone(),
-        vec![session],
-        Duration::from_millis(3),
-        writer_stop,
-    );
-
+    let stream = Stream::start(&env, 70, vec![env.ws_url()]).await;
     let db = env.db().await;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -271,18 +308,11 @@ async fn killing_the_listen_connection_loses_nothing() {
         assert_eq!(killed.len(), 1, "one listener connection");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop_writer.send(true).expect("stop writer");
-    let committed = writer.await.expect("writer");
+    let committed = stream
+        .finish(&env.url, "staff (no explicit subscription)")
+        .await;
     assert!(committed > 50, "the writer kept writing ({committed})");
 
-    assert_complete(&env.url, session, &player_got, "player").await;
-    assert_complete(
-        &env.url,
-        session,
-        &staff_got,
-        "staff (no explicit subscription)",
-    )
-    .await;
     let health: serde_json::Value = reqwest::get(env.http_url("/api/gre-chat/health"))
         .await
         .expect("health")
@@ -303,95 +333,31 @@ async fn killing_the_listen_connection_loses_nothing() {
         metrics.contains("gre_relay_listener_reconnects_total"),
         "{metrics}"
     );
-    player.abort();
-    staff.abort();
 }
 
 #[tokio::test]
 async fn a_postgres_restart_loses_nothing() {
     let mut env = TestEnv::start().await;
-    let session = env.open_session(71).await;
-    let (_stop_tx, stop) = watch::channel(false);
-    let got = Arc::new(Mutex::new(Received::default()));
-    let staff_got = Arc::new(Mutex::new(Received::default()));
-    let player = spawn_resilient(
-        vec![env.ws_url()],
-        player_token(71),
-        session,
-        got.clone(),
-        stop.clone(),
-    );
-    let staff = spawn_collector(
-        env.staff("staff-1").await,
-        session,
-        staff_got.clone(),
-        stop.clone(),
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (stop_writer, writer_stop) = watch::channel(false);
-    let writer = spawn_writer(
-        env.url.clone(),
-        vec![session],
-        Duration::from_millis(3),
-        writer_stop,
-    );
-
+    let stream = Stream::start(&env, 71, vec![env.ws_url()]).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     env.pg.stop().await.expect("stop postgres");
     tokio::time::sleep(Duration::from_millis(500)).await;
     env.pg.restart().await.expect("restart postgres");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop_writer.send(true).expect("stop writer");
-    writer.await.expect("writer");
-
-    assert_complete(&env.url, session, &got, "player").await;
-    assert_complete(&env.url, session, &staff_got, "staff").await;
-    player.abort();
-    staff.abort();
+    stream.finish(&env.url, "staff").await;
 }
 
 #[tokio::test]
 async fn a_crashed_relay_loses_nothing_for_clients_that_resume_elsewhere() {
     let env = TestEnv::start().await;
-    let session = env.open_session(72).await;
     let mut doomed = RelayProcess::spawn(&env.url).await;
-    let (_stop_tx, stop) = watch::channel(false);
-    let got = Arc::new(Mutex::new(Received::default()));
-    let staff_got = Arc::new(Mutex::new(Received::default()));
-    // The player prefers the doomed relay, falls back to the in-process one.
-    let player = spawn_resilient(
-        vec![doomed.ws_url.clone(), env.ws_url()],
-        player_token(72),
-        session,
-        got.clone(),
-        stop.clone(),
-    );
-    // A staff member on the surviving relay sees everything throughout: two relays, one database.
-    let staff = spawn_collector(
-        env.staff("staff-1").await,
-        session,
-        staff_got.clone(),
-        stop.clone(),
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (stop_writer, writer_stop) = watch::channel(false);
-    let writer = spawn_writer(
-        env.url.clone(),
-        vec![session],
-        Duration::from_millis(3),
-        writer_stop,
-    );
-
+    // The player prefers the doomed relay and falls back to the in-process one; the staff member
+    // on the surviving relay sees everything throughout: two relays, one database.
+    let stream = Stream::start(&env, 72, vec![doomed.ws_url.clone(), env.ws_url()]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     doomed.crash().await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    stop_writer.send(true).expect("stop writer");
-    writer.await.expect("writer");
-
-    assert_complete(&env.url, session, &got, "player").await;
-    assert_complete(&env.url, session, &staff_got, "staff on the other relay").await;
-    player.abort();
-    staff.abort();
+    stream.finish(&env.url, "staff on the other relay").await;
 }
 
 #[tokio::test]
