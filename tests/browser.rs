@@ -757,41 +757,6 @@ async fn chat_and_console_talk_live() {
     tokio::join!(staff.close(), player.close());
 }
 
-/// A relay process of this test on a fixed port (the port a page already uses).
-struct OwnRelay {
-    /// Killed on drop.
-    _child: tokio::process::Child,
-}
-
-impl OwnRelay {
-    async fn spawn(database_url: &str, port: u16) -> OwnRelay {
-        use tokio::io::{AsyncBufReadExt, BufReader};
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gre-relay"))
-            .env("DATABASE_URL", database_url)
-            .env("SUPABASE_JWT_SECRET", SECRET)
-            .env("PORT", port.to_string())
-            .env("GRE_SERVER__HOST", "127.0.0.1")
-            .env("GRE_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn gre-relay");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-                .await
-                .expect("banner in time")
-                .expect("read stdout")
-                .expect("gre-relay exited before its banner (is the port still taken?)");
-            if line.starts_with("Press Ctrl-C") {
-                break;
-            }
-        }
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        OwnRelay { _child: child }
-    }
-}
-
 /// The relay stops and comes back on the same port: both pages show that they lost the
 /// connection, reconnect by themselves, resume (a message written while the relay was down shows
 /// up), and follow live messages again.
@@ -872,7 +837,7 @@ async fn pages_reconnect_and_resume_after_a_relay_restart() {
     insert_gre_message(&db, session, "Sent while the relay was down").await;
 
     // The relay is back on the same port: the pages reconnect by themselves and catch up.
-    let _relay = OwnRelay::spawn(&env.url, port).await;
+    let _relay = RelayProcess::spawn_on(&env.url, port).await;
     let back = Duration::from_secs(45);
     player.wait_state("connected", back).await;
     staff.wait_state("connected", back).await;

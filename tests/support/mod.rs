@@ -290,11 +290,16 @@ pub struct RelayProcess {
 
 impl RelayProcess {
     pub async fn spawn(database_url: &str) -> RelayProcess {
+        Self::spawn_on(database_url, 0).await
+    }
+
+    /// On a fixed port (0 = any free one): for a restart that clients must find where they were.
+    pub async fn spawn_on(database_url: &str, port: u16) -> RelayProcess {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gre-relay"))
             .env("DATABASE_URL", database_url)
             .env("SUPABASE_JWT_SECRET", SECRET)
-            .env("PORT", "0")
+            .env("PORT", port.to_string())
             .env("GRE_SERVER__HOST", "127.0.0.1")
             .env("GRE_LOG", "warn")
             .stdout(std::process::Stdio::piped())
@@ -308,7 +313,7 @@ impl RelayProcess {
                 .await
                 .expect("banner in time")
                 .expect("read stdout")
-                .expect("gre-relay exited before its banner");
+                .expect("gre-relay exited before its banner (is the port still taken?)");
             if let Some(ws) = line.trim().strip_prefix("WebSocket:") {
                 ws_url = ws.trim().to_owned();
             }
