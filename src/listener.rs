@@ -52,8 +52,6 @@ pub struct ListenerStatus {
     pub notifications: Counter,
     /// Connections lost and re-established (the failover metric).
     pub reconnects: Counter,
-    /// Unix milliseconds when the listener last became whole (connected and backfilled).
-    pub last_connected_ms: AtomicU64,
 }
 
 impl ListenerStatus {
@@ -217,9 +215,6 @@ impl Listener {
         }
         // Only now: until the backfill is done, health must not report the listener as whole.
         self.status.connected.store(true, Ordering::Relaxed);
-        self.status
-            .last_connected_ms
-            .store(now_ms(), Ordering::Relaxed);
         *backoff = BACKOFF_MIN;
 
         let mut probe = tokio::time::interval(PROBE_EVERY);
