@@ -27,6 +27,18 @@ pub struct ServerSettings {
     pub shutdown_timeout_seconds: u64,
     pub max_body_bytes: usize,
     pub max_connections: usize,
+    /// Plain HTTP connections (not yet upgraded to a WebSocket) open at once.
+    pub max_http_connections: usize,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection is kept waiting for its next request.
+    pub header_read_timeout_seconds: u64,
+    /// Largest request head (request line and headers), in bytes; beyond: 431.
+    pub max_header_bytes: usize,
+    /// Seconds a client has to send a request's body; beyond: 408.
+    pub body_read_timeout_seconds: u64,
+    /// Browser origins allowed to call the REST API and open WebSockets, comma-separated;
+    /// `*` allows any (CONTRACT section 3).
+    pub allowed_origins: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +79,10 @@ pub struct WebSocketSettings {
     pub write_timeout_seconds: u64,
     pub frames_per_second: f64,
     pub frames_burst: f64,
+    /// WebSockets that may wait for their `authenticate` frame at once.
+    pub max_unauthenticated: usize,
+    /// WebSockets one player or staff member may hold on this relay.
+    pub max_connections_per_identity: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +156,25 @@ impl Settings {
                 "websocket.frames_per_second must be positive and frames_burst at least 1".into(),
             ));
         }
+        if ws.max_unauthenticated == 0 || ws.max_connections_per_identity == 0 {
+            return Err(ConfigError::Invalid(
+                "websocket.max_unauthenticated and max_connections_per_identity must be at least 1"
+                    .into(),
+            ));
+        }
+        let server = &self.server;
+        if server.max_http_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "server.max_http_connections must be at least 1".into(),
+            ));
+        }
+        if server.max_header_bytes < 8192 {
+            return Err(ConfigError::Invalid(
+                "server.max_header_bytes must be at least 8192".into(),
+            ));
+        }
+        crate::cors::AllowedOrigins::parse(&server.allowed_origins)
+            .map_err(|e| ConfigError::Invalid(format!("server.allowed_origins: {e}")))?;
         if self.database.pool_size == 0 {
             return Err(ConfigError::Invalid(
                 "database.pool_size must be at least 1".into(),
@@ -150,6 +185,15 @@ impl Settings {
 
     pub fn uses_embedded_database(&self) -> bool {
         self.database.url.trim().is_empty()
+    }
+}
+
+impl ServerSettings {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_seconds.max(1))
+    }
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_seconds.max(1))
     }
 }
 

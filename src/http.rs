@@ -38,12 +38,14 @@ pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Res
     )
 }
 
-/// Routes one request. Never fails: every problem is a JSON error response.
+/// Routes one request. Never fails: every problem is a JSON error response. Every answer carries
+/// the CORS headers for the caller's origin (`cors.rs`).
 pub async fn handle(
     req: Request<Incoming>,
     app: Arc<AppState>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
+    let request_headers = req.headers().clone();
     let not_allowed = |allow: &'static str| {
         let mut res = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -54,15 +56,23 @@ pub async fn handle(
             .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
         res
     };
-    let res = match (req.method(), path.as_str()) {
-        (&Method::GET, "/ws") => upgrade(req, app),
+    let preflight = req.method() == Method::OPTIONS;
+    let mut res = match (req.method(), path.as_str()) {
+        // A browser asks before a cross-origin call with a token: 204, and the allow headers
+        // when its origin is on the list.
+        (&Method::OPTIONS, _) => {
+            let mut res = Response::new(Full::new(Bytes::new()));
+            *res.status_mut() = StatusCode::NO_CONTENT;
+            res
+        }
+        (&Method::GET, "/ws") => upgrade(req, app.clone()),
         (_, "/ws") => not_allowed("GET"),
         (&Method::GET, "/api/gre-chat/health") => health(&app).await,
         (_, "/api/gre-chat/health") => not_allowed("GET"),
         (&Method::GET, "/metrics") => app.metrics.render(&app),
         (_, "/metrics") => not_allowed("GET"),
         (&Method::GET, p) if crate::pages::is_page(p) => crate::pages::serve(p),
-        _ => match crate::rest::handle(req, app).await {
+        _ => match crate::rest::handle(req, app.clone()).await {
             Some(res) => res,
             None => error_response(
                 StatusCode::NOT_FOUND,
@@ -71,6 +81,10 @@ pub async fn handle(
             ),
         },
     };
+    if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+        app.origins
+            .apply(&request_headers, preflight, res.headers_mut());
+    }
     Ok(res)
 }
 
@@ -106,24 +120,32 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
             "expected a WebSocket upgrade (version 13)",
         );
     };
-    let open = app
-        .ws_open
-        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    if open >= app.settings.server.max_connections {
-        app.ws_open
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    // Browsers send their page's origin on an upgrade and, unlike fetch, never ask first: the
+    // list is enforced here or not at all.
+    if !app.origins.allows(req.headers()) {
         app.metrics.refused_connections.inc();
         return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "too many connections; retry later",
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "this origin may not open a WebSocket here",
         );
     }
+    let permit = match app.admission.open_socket() {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            app.metrics.refused_connections.inc();
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                &refusal.to_string(),
+            );
+        }
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let config = app.ws_config;
     let tracker = app.tasks.clone();
     tracker.spawn(async move {
-        let _open = OpenConnection(app.clone());
+        let mut permit = permit;
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
@@ -132,7 +154,7 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
                     Some(config),
                 )
                 .await;
-                crate::ws_connection::serve(ws, app).await;
+                crate::ws_connection::serve(ws, app, &mut permit).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
@@ -175,15 +197,4 @@ async fn health(app: &AppState) -> Response<Body> {
         },
         &body,
     )
-}
-
-/// Counts one open WebSocket for `server.max_connections` until dropped.
-struct OpenConnection(Arc<AppState>);
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0
-            .ws_open
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
 }

@@ -55,6 +55,10 @@ struct Subscriber {
     /// (from its backfill, or from live publication). The listener's catch-up after a
     /// reconnect starts from the lowest position among a session's subscribers.
     sessions: HashMap<Uuid, i64>,
+    /// Sessions this connection unsubscribed from: following a player's sessions (a session
+    /// notification) must not subscribe it again. Empty for nearly every connection, so a Vec
+    /// that allocates only when used.
+    left: Vec<Uuid>,
 }
 
 #[derive(Default)]
@@ -142,6 +146,7 @@ impl Hub {
                 is_staff,
                 player_id,
                 sessions: HashMap::new(),
+                left: Vec::new(),
             },
         );
         drop(state);
@@ -164,6 +169,7 @@ impl Hub {
         let Some(sub) = state.conns.get_mut(&id) else {
             return;
         };
+        sub.left.retain(|s| *s != session_id);
         if sub.sessions.insert(session_id, position).is_none() {
             state.by_session.entry(session_id).or_default().push(id);
         }
@@ -174,6 +180,9 @@ impl Hub {
         let Some(sub) = state.conns.get_mut(&id) else {
             return;
         };
+        if !sub.left.contains(&session_id) {
+            sub.left.push(session_id);
+        }
         if sub.sessions.remove(&session_id).is_some() {
             remove_from_session(&mut state, session_id, id);
         }
@@ -217,6 +226,9 @@ impl Hub {
         };
         for id in conns {
             if let Some(sub) = state.conns.get_mut(&id) {
+                if sub.left.contains(&session_id) {
+                    continue;
+                }
                 // A new session: its connection holds nothing of it yet.
                 if let std::collections::hash_map::Entry::Vacant(e) = sub.sessions.entry(session_id)
                 {
@@ -450,6 +462,23 @@ mod tests {
         assert_eq!(hub.subscribed_sessions(), vec![(s, 7)]);
         drop(old);
         assert_eq!(hub.subscribed_sessions(), vec![(s, 10)]);
+    }
+
+    #[tokio::test]
+    async fn an_unsubscribed_player_is_not_subscribed_again_by_following() {
+        let hub = Hub::new();
+        let mut player = hub.register(8, false, Some(5));
+        let session = Uuid::new_v4();
+        hub.follow_new_session(5, session);
+        hub.unsubscribe(player.id, session);
+        // A later notification of the same session (status or assignment changed).
+        hub.follow_new_session(5, session);
+        hub.publish_message(session, 1, text("m1"));
+        assert!(player.rx.try_recv().is_err(), "unsubscribed, yet delivered");
+        // Subscribing explicitly again undoes it.
+        hub.subscribe(player.id, session, 1);
+        hub.publish_message(session, 2, text("m2"));
+        assert!(player.rx.try_recv().is_ok());
     }
 
     #[test]

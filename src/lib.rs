@@ -12,12 +12,16 @@
 //! - [`protocol`]: the JSON frames of the WebSocket protocol.
 //! - [`ws_connection`]: one task per WebSocket client.
 //! - [`http`]: the HTTP front door: upgrade to WebSocket, REST routes, health.
+//! - [`cors`]: allowed browser origins (CORS headers, WebSocket upgrade check).
+//! - [`admission`]: connection budgets (plain HTTP, unauthenticated sockets, per identity).
 //! - [`server`]: wires it all together; what `gre-relay serve` and the tests start.
 
+pub mod admission;
 pub mod auth;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod cors;
 pub mod embedded_postgres;
 pub mod http;
 pub mod hub;

@@ -9,7 +9,6 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::Ordering;
 
 use crate::http::Body;
 use crate::hub::HubStats;
@@ -85,7 +84,7 @@ impl Metrics {
         );
         registry.register(
             "refused_connections",
-            "WebSocket upgrades refused at server.max_connections",
+            "Connections refused: over a budget of admission.rs, or an upgrade from an origin not allowed",
             m.refused_connections.clone(),
         );
         Metrics { registry, ..m }
@@ -94,7 +93,7 @@ impl Metrics {
     pub fn render(&self, app: &AppState) -> Response<Body> {
         self.connections.set(app.hub.connection_count() as i64);
         self.websocket_tasks
-            .set(app.ws_open.load(Ordering::Relaxed) as i64);
+            .set(app.admission.open_sockets() as i64);
         self.listener_connected
             .set(i64::from(app.listener.is_connected()));
         let mut text = String::new();

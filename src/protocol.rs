@@ -36,6 +36,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     MethodNotAllowed,
     Conflict,
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -58,6 +59,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 }

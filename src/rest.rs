@@ -133,6 +133,7 @@ impl From<ProtocolError> for ApiError {
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::SessionClosed | ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -366,9 +367,6 @@ async fn read_json(req: Request<Incoming>, app: &AppState) -> Result<Value, ApiE
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(too_large());
-    }
     let is_json = req
         .headers()
         .get(CONTENT_TYPE)
@@ -381,19 +379,32 @@ async fn read_json(req: Request<Incoming>, app: &AppState) -> Result<Value, ApiE
                 .eq_ignore_ascii_case("application/json")
         })
         .unwrap_or(false);
-    let bytes = Limited::new(req.into_body(), max)
-        .collect()
-        .await
-        .map_err(|e| {
+    let timeout = app.settings.server.body_read_timeout();
+    let timed_out = || {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::RequestTimeout,
+            "the body did not arrive in time",
+        )
+    };
+    let mut body = req.into_body();
+    if declared.is_some_and(|n| n > max) {
+        discard(&mut body, max, timeout).await;
+        return Err(too_large());
+    }
+    let read = tokio::time::timeout(timeout, Limited::new(&mut body, max).collect()).await;
+    let bytes = match read {
+        Err(_) => return Err(timed_out()),
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                too_large()
-            } else {
-                ApiError::bad_request("could not read the body")
-            }
-        })?
-        .to_bytes();
+                .is_some() =>
+        {
+            discard(&mut body, max, timeout).await;
+            return Err(too_large());
+        }
+        Ok(Err(_)) => return Err(ApiError::bad_request("could not read the body")),
+    };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
@@ -411,6 +422,27 @@ async fn read_json(req: Request<Incoming>, app: &AppState) -> Result<Value, ApiE
             format!("the body is not JSON: {e}"),
         )
     })
+}
+
+/// Reads and drops the rest of a body that is too large, so that the 413 reaches the client: a
+/// server that answers and closes with the body unread makes the client's kernel see a reset,
+/// and the client never reads the answer. Bounded in bytes (16 times the limit, at least
+/// 1 MiB) and time; past either the connection is closed anyway.
+async fn discard(body: &mut Incoming, max: usize, timeout: std::time::Duration) {
+    let budget = max.saturating_mul(16).max(1 << 20);
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return };
+            if let Some(data) = frame.data_ref() {
+                seen += data.len();
+                if seen > budget {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }
 
 /// For endpoints without a body: still enforce the limit and refuse what is not JSON.

@@ -36,9 +36,10 @@ pub struct AppState {
     pub ws_config: WebSocketConfig,
     /// Every WebSocket task, so shutdown can wait for them to say goodbye.
     pub tasks: TaskTracker,
-    /// Open WebSocket connections (authenticated or not), checked against
-    /// `server.max_connections`.
-    pub ws_open: std::sync::atomic::AtomicUsize,
+    /// How many connections the port takes, and from whom (`admission.rs`).
+    pub admission: Arc<crate::admission::Admission>,
+    /// `server.allowed_origins`, parsed once: CORS on REST and the WebSocket upgrade check.
+    pub origins: crate::cors::AllowedOrigins,
     pub metrics: crate::metrics::Metrics,
     /// REST writes per caller (HTTP 429 beyond).
     pub rest_limits: crate::rate_limit::PerCaller,
@@ -113,6 +114,9 @@ impl Relay {
         let state = Arc::new(AppState {
             verifier: Verifier::new(jwt_secret, settings.auth.leeway_seconds),
             ws_config: ws_config(&settings),
+            admission: crate::admission::Admission::new(&settings),
+            origins: crate::cors::AllowedOrigins::parse(&settings.server.allowed_origins)
+                .map_err(|e| anyhow::anyhow!("server.allowed_origins: {e}"))?,
             settings,
             store: store.clone(),
             hub: hub.clone(),
@@ -121,7 +125,6 @@ impl Relay {
             instance_id,
             shutdown: shutdown.clone(),
             tasks: TaskTracker::new(),
-            ws_open: std::sync::atomic::AtomicUsize::new(0),
             metrics: crate::metrics::Metrics::new(&hub.stats, &status),
             rest_limits,
         });
@@ -194,7 +197,13 @@ async fn accept_loop(
     // GracefulShutdown does not take upgradeable connections, hence this small equivalent.)
     let http_conns = TaskTracker::new();
     let mut shutdown = state.shutdown.clone();
-    let http = hyper::server::conn::http1::Builder::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // Slow or idle clients let go: the header timeout also ends a keep-alive connection that
+    // sends no next request; the head size is capped (431 beyond).
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(state.settings.server.header_read_timeout())
+        .max_buf_size(state.settings.server.max_header_bytes.max(8192))
+        .max_header_size(state.settings.server.max_header_bytes);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -207,6 +216,13 @@ async fn accept_loop(
                         continue;
                     }
                 };
+                // Over the plain HTTP budget: closed at once, before it costs more than a
+                // descriptor for a moment (admission.rs).
+                let Some(http_permit) = state.admission.http_connection() else {
+                    state.metrics.refused_connections.inc();
+                    drop(tcp);
+                    continue;
+                };
                 // Chat frames are small and latency matters more than packet count.
                 let _ = tcp.set_nodelay(true);
                 let app = state.clone();
@@ -214,6 +230,9 @@ async fn accept_loop(
                 let conn = http.serve_connection(TokioIo::new(tcp), service).with_upgrades();
                 let mut stop = state.shutdown.clone();
                 http_conns.spawn(async move {
+                    // Held while this is an HTTP connection; an upgrade ends `conn` and the
+                    // WebSocket is counted by its own permit.
+                    let _http_permit = http_permit;
                     tokio::pin!(conn);
                     let result = tokio::select! {
                         r = conn.as_mut() => r,
@@ -243,7 +262,7 @@ async fn accept_loop(
     if drained.is_err() {
         tracing::warn!(
             ?timeout,
-            "shutdown timeout: cutting the remaining connections"
+            "shutdown timeout: connections still open are left to end with the process"
         );
     }
     // The listener and presence tasks finish their own shutdown (presence removes this relay's

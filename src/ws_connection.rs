@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use uuid::Uuid;
 
+use crate::admission::SocketPermit;
 use crate::auth::Identity;
 use crate::chat::{self, store_error};
 use crate::hub::{Outbound, Registration};
@@ -33,6 +34,8 @@ pub mod close_code {
     pub const LAGGING: u16 = 4008;
     /// The peer stopped answering pings.
     pub const HEARTBEAT_TIMEOUT: u16 = 4002;
+    /// RFC 6455 policy violation: here, more sockets for one identity than allowed.
+    pub const POLICY: u16 = 1008;
 }
 
 /// Bad tokens tolerated on one connection before it is closed.
@@ -46,8 +49,9 @@ const BACKFILL_PAGE: i64 = 500;
 
 type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
 
-/// Serves one upgraded connection until it closes.
-pub async fn serve<S>(ws: WebSocketStream<S>, app: Arc<AppState>)
+/// Serves one upgraded connection until it closes. `permit` is its slot in the connection
+/// budgets; once the client has authenticated it moves to that identity's budget.
+pub async fn serve<S>(ws: WebSocketStream<S>, app: Arc<AppState>, permit: &mut SocketPermit)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -63,6 +67,14 @@ where
     let Some(identity) = Box::pin(conn.authenticate(&mut stream, &mut shutdown)).await else {
         return;
     };
+    if let Err(refusal) = permit.authenticate(identity_key(&identity)) {
+        app.metrics.refused_connections.inc();
+        let e = ProtocolError::new(ErrorCode::RateLimited, refusal.to_string());
+        let _ = conn.send_error(&e).await;
+        conn.close(close_code::POLICY, "too many connections for this identity")
+            .await;
+        return;
+    }
     let (is_staff, player_id) = match &identity {
         Identity::Player { player_id } => (false, Some(*player_id)),
         Identity::Staff { .. } => (true, None),
@@ -244,10 +256,8 @@ where
                         ProtocolError::new(ErrorCode::Unauthenticated, e.to_string())
                     }
                 },
-                Ok(ClientFrame::Ping) => {
-                    self.send_text(protocol::pong_frame()).await.ok()?;
-                    continue;
-                }
+                // `authenticate` must be the first frame (CONTRACT section 4): even a ping gets
+                // the same answer as any other frame, so an unauthenticated socket is no echo.
                 Ok(_) => ProtocolError::new(
                     ErrorCode::Unauthenticated,
                     "send an authenticate frame first",
@@ -728,6 +738,17 @@ impl Session {
 /// A write failed while handling a request: the peer is gone; the error is never sent.
 fn gone() -> ProtocolError {
     ProtocolError::new(ErrorCode::Internal, "connection lost")
+}
+
+/// The key a socket counts under in the per-identity budget; None: exempt (the service role).
+fn identity_key(identity: &Identity) -> Option<String> {
+    match identity {
+        Identity::Player { player_id } => Some(format!("player:{player_id}")),
+        Identity::Staff {
+            service_role: true, ..
+        } => None,
+        Identity::Staff { staff_id, .. } => Some(format!("staff:{staff_id}")),
+    }
 }
 
 fn sender_of(identity: &Identity) -> (&'static str, String) {

@@ -222,7 +222,9 @@ async fn bad_input_gets_error_frames_and_the_connection_survives() {
     c.send_json(json!({"type": "authenticate", "token": forged}))
         .await;
     assert_eq!(c.recv_type("error").await["code"], "unauthenticated");
-    c.assert_alive().await;
+    // Still open, and still strict: `authenticate` must come first, even before a ping.
+    c.send_json(json!({"type": "ping"})).await;
+    assert_eq!(c.recv_type("error").await["code"], "unauthenticated");
 
     // After authentication.
     c.authenticate(&player_token(5)).await;
