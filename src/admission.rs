@@ -170,6 +170,33 @@ impl Drop for SocketPermit {
     }
 }
 
+/// Raises this process's open-file limit to the hard limit (systems often start services with
+/// a soft limit of 1,024, far below what `server.max_connections` needs), and warns when the
+/// budgets still do not fit under it. Returns the soft limit now in force.
+pub fn raise_descriptor_limit(settings: &Settings) -> Option<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    // Sockets of both budgets, the pool, the LISTEN connection and some files.
+    let needed = (settings.server.max_connections
+        + settings.server.max_http_connections
+        + settings.database.pool_size
+        + 64) as u64;
+    if soft < needed {
+        tracing::warn!(
+            limit = soft,
+            needed,
+            "the open-file limit (ulimit -n) is below server.max_connections + \
+             server.max_http_connections: raise it, or lower those settings"
+        );
+    }
+    Some(soft)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,6 +144,7 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    crate::admission::raise_descriptor_limit(&settings);
     let secret = jwt_secret(&settings)?;
     let (url, mut embedded) = database(&settings).await?;
     let bind = format!("{}:{}", settings.server.host, settings.server.port);

@@ -47,9 +47,16 @@ pub struct Presence {
     /// connections coalesce and the backlog is bounded by the number of subjects.
     dirty: Mutex<HashSet<Key>>,
     wake: Notify,
-    /// Serializes presence writes so the last write always reflects the latest count.
-    writes: tokio::sync::Mutex<()>,
+    /// Serializes the presence writes of one subject, so the last write always reflects its
+    /// latest count. Striped by subject: writes of different subjects run side by side (one
+    /// process-wide lock made every new connection wait for every other's database round trip:
+    /// a reconnect storm queued behind a single lock).
+    writes: Box<[tokio::sync::Mutex<()>]>,
 }
+
+/// Lock stripes for presence writes: more than the pool has connections, so that unrelated
+/// subjects rarely share one.
+const WRITE_STRIPES: usize = 64;
 
 /// Held by a connection; dropping it releases the subject's presence.
 pub struct PresenceGuard {
@@ -75,7 +82,9 @@ impl Presence {
             counts: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
             wake: Notify::new(),
-            writes: tokio::sync::Mutex::new(()),
+            writes: (0..WRITE_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         })
     }
 
@@ -131,10 +140,16 @@ impl Presence {
         lock(&self.counts).get(key).copied().unwrap_or(0)
     }
 
-    /// Writes the subject's current state. Under `writes`, so a slow delete cannot land after a
-    /// newer insert.
+    /// Writes the subject's current state. Under the subject's stripe of `writes`, so a slow
+    /// delete cannot land after a newer insert of the same subject.
     async fn sync(&self, key: &Key) {
-        let _turn = self.writes.lock().await;
+        let stripe = {
+            use std::hash::{BuildHasher, RandomState};
+            static STATE: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+            let hash = STATE.get_or_init(RandomState::new).hash_one(key);
+            (hash % WRITE_STRIPES as u64) as usize
+        };
+        let _turn = self.writes[stripe].lock().await;
         let present = self.count(key) > 0;
         if let Err(e) = self
             .store
