@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::Ordering;
 
+use crate::auth::Verifier;
 use crate::http::Body;
 use crate::hub::HubStats;
 use crate::listener::ListenerStatus;
@@ -28,7 +29,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(hub: &HubStats, listener: &ListenerStatus) -> Metrics {
+    pub fn new(hub: &HubStats, listener: &ListenerStatus, verifier: &Verifier) -> Metrics {
         let mut registry = Registry::with_prefix("gre_relay");
         let m = Metrics {
             registry: Registry::default(),
@@ -87,6 +88,17 @@ impl Metrics {
             "refused_connections",
             "WebSocket upgrades refused at server.max_connections",
             m.refused_connections.clone(),
+        );
+        let (fetches, failures) = verifier.fetch_counters();
+        registry.register(
+            "signing_key_fetches",
+            "Fetches of the project's signing keys (JWKS), failed ones included",
+            fetches,
+        );
+        registry.register(
+            "signing_key_fetch_failures",
+            "Fetches of the signing keys that failed (cached keys stayed in use)",
+            failures,
         );
         Metrics { registry, ..m }
     }

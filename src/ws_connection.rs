@@ -226,24 +226,26 @@ where
                 }
             };
             let reply = match protocol::parse_client_frame(&text) {
-                Ok(ClientFrame::Authenticate { token }) => match self.app.verifier.verify(&token) {
-                    Ok(identity) => return Some(identity),
-                    Err(e) => {
-                        failures += 1;
-                        if failures >= MAX_AUTH_FAILURES {
-                            let _ = self
-                                .send_error(&ProtocolError::new(
-                                    ErrorCode::Unauthenticated,
-                                    e.to_string(),
-                                ))
-                                .await;
-                            self.close(close_code::AUTH_FAILED, "too many invalid tokens")
-                                .await;
-                            return None;
+                Ok(ClientFrame::Authenticate { token }) => {
+                    match self.app.verifier.verify(&token).await {
+                        Ok(verified) => return Some(verified.identity),
+                        Err(e) => {
+                            failures += 1;
+                            if failures >= MAX_AUTH_FAILURES {
+                                let _ = self
+                                    .send_error(&ProtocolError::new(
+                                        ErrorCode::Unauthenticated,
+                                        e.to_string(),
+                                    ))
+                                    .await;
+                                self.close(close_code::AUTH_FAILED, "too many invalid tokens")
+                                    .await;
+                                return None;
+                            }
+                            ProtocolError::new(ErrorCode::Unauthenticated, e.to_string())
                         }
-                        ProtocolError::new(ErrorCode::Unauthenticated, e.to_string())
                     }
-                },
+                }
                 Ok(ClientFrame::Ping) => {
                     self.send_text(protocol::pong_frame()).await.ok()?;
                     continue;
