@@ -4,7 +4,8 @@
 //! When keys are fetched:
 //! - once at start (bounded by the timeout; a failure is not fatal, health shows it);
 //! - periodically, every `auth.jwks_refresh_seconds` (at most 10 minutes), sooner when the
-//!   response's `Cache-Control: max-age` says so; after a failure, again within 30 seconds;
+//!   response's `Cache-Control: max-age` says so (never more often than the floor below); after a
+//!   failure, again within 30 seconds;
 //! - when a token names a `kid` not in the cache, so a rotation is picked up within seconds;
 //!   but never twice within `auth.jwks_min_refetch_seconds`, and callers that arrive while a
 //!   fetch is in flight wait for it instead of starting their own. A flood of junk tokens is
@@ -215,15 +216,15 @@ impl Shared {
         let Some(last) = state.last_attempt else {
             return Duration::ZERO;
         };
-        let interval = if state.last_error.is_some() {
-            // Retry a failed fetch sooner, but not in a tight loop.
-            self.timing.refresh.min(Duration::from_secs(30))
-        } else {
-            state
-                .max_age
-                .map_or(self.timing.refresh, |m| m.min(self.timing.refresh))
+        let mut interval = state
+            .max_age
+            .map_or(self.timing.refresh, |m| m.min(self.timing.refresh));
+        if state.last_error.is_some() {
+            // Retry a failed fetch within 30 s, not only at the next regular refresh.
+            interval = interval.min(Duration::from_secs(30));
         }
-        .max(self.timing.min_refetch);
+        // Never in a tight loop, whatever max-age says.
+        let interval = interval.max(self.timing.min_refetch);
         interval.saturating_sub(last.elapsed())
     }
 
