@@ -656,3 +656,70 @@ async fn rest_and_websocket_accept_signing_keys_secret_keys_and_the_legacy_secre
         "{metrics}"
     );
 }
+
+/// `gre-relay token --key`: the token it prints verifies against the public JWK it prints, served
+/// as a JWKS, and carries aud and iss. PEM and JWK key files alike.
+#[tokio::test]
+async fn the_token_command_signs_with_a_private_key() {
+    let jwks = JwksServer::start(vec![]).await;
+    let v = verifier(&auth_settings(&jwks, 1, 600), "").await;
+    for (file, kid_arg) in [
+        ("ec256-a.pem", Some("cli-ec")),
+        ("rsa2048.jwk.json", None), // the JWK file's own kid
+    ] {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gre-relay"));
+        cmd.env_remove("DATABASE_URL")
+            .env_remove("SUPABASE_JWT_SECRET")
+            .env("SUPABASE_URL", jwks.base_url())
+            .env("GRE_LOG", "warn")
+            .args([
+                "token",
+                "--staff",
+                "staff-9",
+                "--name",
+                "Ola",
+                "--print-jwk",
+                "--key",
+            ])
+            .arg(support::jwks::fixture(file));
+        if let Some(kid) = kid_arg {
+            cmd.args(["--kid", kid]);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+            .await
+            .expect("in time")
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut lines = stdout.lines();
+        let token = lines.next().expect("token line").to_owned();
+        let jwk: Value = serde_json::from_str(lines.next().expect("jwk line")).expect("jwk");
+        assert!(jwk.get("d").is_none(), "no private part: {jwk}");
+        jwks.set_keys(vec![jwk]);
+        tokio::time::sleep(Duration::from_millis(1100)).await; // past the refetch floor
+        assert_eq!(
+            who(&v, &token).await,
+            Ok(Identity::Staff {
+                staff_id: "staff-9".into(),
+                name: Some("Ola".into()),
+                service_role: false
+            }),
+            "{file}"
+        );
+    }
+    // Without an issuer to write, --key refuses instead of minting a token the relay refuses.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gre-relay"))
+        .env_remove("SUPABASE_URL")
+        .env("GRE_LOG", "warn")
+        .args(["token", "--player", "29", "--kid", "k", "--key"])
+        .arg(support::jwks::fixture("ec256-a.pem"))
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--iss"));
+}
