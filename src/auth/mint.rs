@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub enum MintError {
     #[error("cannot read the key file: {0}")]
     Read(#[from] std::io::Error),
-    #[error("not a private key this tool can use (EC P-256, RSA or Ed25519, as PEM or JWK)")]
+    #[error("not a private key this tool can use (EC P-256 or RSA as PEM or JWK, Ed25519 as PEM)")]
     UnsupportedKey,
     #[error("the key is {key} but --alg asks for {asked}")]
     AlgorithmMismatch { key: &'static str, asked: String },
