@@ -19,7 +19,14 @@ use crate::server::Relay;
 #[command(
     name = "gre-relay",
     version,
-    about = "Real-time relay from PostgreSQL to WebSocket clients for the GRE chat"
+    about = "Real-time relay from PostgreSQL to WebSocket clients for the GRE chat",
+    after_help = "\
+Environment (more in config/default.toml; GRE_SECTION__KEY overrides any setting):
+  DATABASE_URL          PostgreSQL URL (direct or session mode); unset = an embedded cluster
+  SUPABASE_URL          project URL: verify access tokens with its signing keys (JWKS)
+  SUPABASE_JWT_SECRET   legacy HS256 JWT secret (may be set together with SUPABASE_URL)
+  SUPABASE_SECRET_KEYS  secret API keys sb_secret_..., comma-separated: the service role
+  PORT                  HTTP and WebSocket port (default 5000)"
 )]
 pub struct Cli {
     /// A TOML file read over config/default.toml (the environment still wins).
@@ -35,7 +42,18 @@ pub enum Command {
     Serve,
     /// Apply what is pending of sql/ and triggers/, then exit.
     Migrate,
-    /// Print a token signed with the configured secret, for development and tests.
+    /// Print an access token for development and tests: signed with the configured JWT secret,
+    /// or with a private key given with --key (a local signing-key setup).
+    #[command(after_help = "\
+Examples:
+  gre-relay token --player 29
+  gre-relay token --staff staff-7 --name Anna
+  gre-relay token --player 29 --key ec-private.pem --kid my-key --iss http://127.0.0.1:54321/auth/v1
+
+With --key the relay must trust the key: serve its public JWK (kid, kty, crv, x, y) at
+$SUPABASE_URL/auth/v1/.well-known/jwks.json, and set SUPABASE_URL. Make an EC key with
+  openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt -out ec-private.pem
+and print its public JWK with --print-jwk.")]
     Token {
         /// A player token for this player id.
         #[arg(long, conflicts_with = "staff", required_unless_present = "staff")]
@@ -49,6 +67,23 @@ pub enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 86_400)]
         ttl: u64,
+        /// Sign with this private key (PEM, or a JWK JSON file) instead of the JWT secret:
+        /// EC P-256 (ES256), RSA (RS256) or Ed25519 (EdDSA, PEM only).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// The key's id, written into the token header (a JWK file's own kid is the default).
+        #[arg(long, requires = "key")]
+        kid: Option<String>,
+        /// The algorithm; defaults to the key's.
+        #[arg(long, requires = "key", value_parser = ["ES256", "RS256", "EdDSA"])]
+        alg: Option<String>,
+        /// The token's iss; default $SUPABASE_URL/auth/v1. Required with --key when SUPABASE_URL
+        /// is not set, since the relay checks it.
+        #[arg(long, value_name = "URL")]
+        iss: Option<String>,
+        /// Print the public JWK of --key (for a local JWKS) on a second line.
+        #[arg(long, requires = "key")]
+        print_jwk: bool,
     },
 }
 
@@ -79,15 +114,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             staff,
             name,
             ttl,
+            key,
+            kid,
+            alg,
+            iss,
+            print_jwk,
         } => {
-            let secret = jwt_secret(&settings)?;
+            let issuer = iss.or_else(|| {
+                settings
+                    .auth
+                    .supabase_base_url()
+                    .map(|u| format!("{u}/auth/v1"))
+            });
+            let mut minter = match &key {
+                Some(path) => {
+                    let alg = alg
+                        .as_deref()
+                        .map(str::parse::<jsonwebtoken::Algorithm>)
+                        .transpose()
+                        .context("--alg")?;
+                    if issuer.is_none() {
+                        anyhow::bail!("give --iss URL (or set SUPABASE_URL): the relay checks iss of tokens signed with a key");
+                    }
+                    auth::Minter::from_key_file(path, kid.as_deref(), alg)
+                        .with_context(|| format!("--key {}", path.display()))?
+                }
+                None => auth::Minter::hs256(&jwt_secret(&settings)?),
+            };
+            if let Some(iss) = issuer {
+                minter = minter.with_issuer(iss);
+            }
             let ttl = Duration::from_secs(ttl);
             let token = match (player, staff) {
-                (Some(p), _) => auth::mint_player_token(&secret, p, ttl),
-                (None, Some(s)) => auth::mint_staff_token(&secret, &s, name.as_deref(), ttl),
+                (Some(p), _) => minter.player(p, ttl)?,
+                (None, Some(s)) => minter.staff(&s, name.as_deref(), ttl)?,
                 (None, None) => anyhow::bail!("give --player ID or --staff ID"),
             };
             println!("{token}");
+            if print_jwk {
+                if let Some(jwk) = minter.public_jwk() {
+                    println!("{jwk}");
+                }
+            }
             Ok(())
         }
     }
@@ -118,9 +186,20 @@ fn jwt_secret(settings: &Settings) -> anyhow::Result<String> {
         return Ok(settings.auth.jwt_secret.clone());
     }
     if !settings.uses_embedded_database() {
-        anyhow::bail!("SUPABASE_JWT_SECRET is not set: it is required with an external database (DATABASE_URL)");
+        anyhow::bail!("SUPABASE_JWT_SECRET is not set: give --key to sign with a private key, or set the secret");
     }
     load_or_create_secret(&settings.database.embedded.dir.join("jwt_secret"))
+}
+
+/// The secret the relay serves with: the configured one; none when signing keys alone are
+/// configured for an external database; the embedded default's own otherwise (its demo tokens
+/// need one).
+fn serving_secret(settings: &Settings) -> anyhow::Result<String> {
+    settings.validate_for_serving()?;
+    if settings.auth.jwt_secret.is_empty() && !settings.uses_embedded_database() {
+        return Ok(String::new());
+    }
+    jwt_secret(settings)
 }
 
 fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
@@ -145,7 +224,7 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     crate::admission::raise_descriptor_limit(&settings);
-    let secret = jwt_secret(&settings)?;
+    let secret = serving_secret(&settings)?;
     let (url, mut embedded) = database(&settings).await?;
     let bind = format!("{}:{}", settings.server.host, settings.server.port);
     let listener = TcpListener::bind(&bind)

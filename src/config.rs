@@ -1,6 +1,9 @@
 //! Settings: `config/default.toml` (compiled in, so the binary runs from any directory), then an
-//! optional file, then the environment (`GRE_` prefix, `__` between levels), then the three pinned
-//! names hosting platforms set: `PORT`, `DATABASE_URL`, `SUPABASE_JWT_SECRET`.
+//! optional file, then the environment (`GRE_` prefix, `__` between levels), then the pinned names
+//! hosting platforms and Supabase set: `PORT`, `DATABASE_URL`, `SUPABASE_JWT_SECRET`,
+//! `SUPABASE_URL`, `SUPABASE_SECRET_KEYS`.
+//!
+//! Secrets (the JWT secret, secret API keys, the database password) never show in `Debug`.
 //!
 //! This module only reads settings; it never touches the database or the network.
 
@@ -41,7 +44,7 @@ pub struct ServerSettings {
     pub allowed_origins: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct DatabaseSettings {
     /// Empty means "use the embedded cluster".
     pub url: String,
@@ -59,10 +62,101 @@ pub struct EmbeddedSettings {
     pub bin_dir: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct AuthSettings {
+    /// The legacy HS256 secret (`SUPABASE_JWT_SECRET`); empty = HS256 tokens are refused.
     pub jwt_secret: String,
+    /// The project URL (`SUPABASE_URL`); empty = no signing keys.
+    pub supabase_url: String,
+    /// Secret API keys (`SUPABASE_SECRET_KEYS`), comma-separated; see [`AuthSettings::secret_keys`].
+    pub secret_keys: String,
     pub leeway_seconds: u64,
+    /// The longest the signing keys are cached before they are fetched again (at most 600).
+    pub jwks_refresh_seconds: u64,
+    /// The shortest time between two fetches caused by tokens with an unknown `kid`.
+    pub jwks_min_refetch_seconds: u64,
+    /// How long one fetch of the key set may take.
+    pub jwks_timeout_seconds: u64,
+}
+
+impl AuthSettings {
+    /// The project URL without a trailing slash, or None when signing keys are off.
+    pub fn supabase_base_url(&self) -> Option<String> {
+        let url = self.supabase_url.trim().trim_end_matches('/');
+        (!url.is_empty()).then(|| url.to_owned())
+    }
+
+    /// The secret API keys, trimmed, empty entries dropped.
+    pub fn secret_keys(&self) -> Vec<String> {
+        self.secret_keys
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Shows whether a secret is set, never the secret.
+fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() {
+        "(empty)"
+    } else {
+        "(redacted)"
+    }
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("jwt_secret", &redacted(&self.jwt_secret))
+            .field("supabase_url", &self.supabase_url)
+            .field(
+                "secret_keys",
+                &format_args!("({} redacted)", self.secret_keys().len()),
+            )
+            .field("leeway_seconds", &self.leeway_seconds)
+            .field("jwks_refresh_seconds", &self.jwks_refresh_seconds)
+            .field("jwks_min_refetch_seconds", &self.jwks_min_refetch_seconds)
+            .field("jwks_timeout_seconds", &self.jwks_timeout_seconds)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url_password(&self.url))
+            .field("migrate_on_start", &self.migrate_on_start)
+            .field("pool_size", &self.pool_size)
+            .field("pool_timeout_seconds", &self.pool_timeout_seconds)
+            .field("embedded", &self.embedded)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:(redacted)@host/db`; also hides a
+/// `password=` parameter of a URL's query or a key/value connection string.
+pub fn redact_url_password(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let userinfo = &out[rest..rest + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest + colon + 1..rest + at, "(redacted)");
+            }
+        }
+    }
+    if let Some(start) = out.find("password=") {
+        let value = start + "password=".len();
+        let end = out[value..]
+            .find(['&', ' '])
+            .map_or(out.len(), |i| value + i);
+        out.replace_range(value..end, "(redacted)");
+    }
+    out
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +222,8 @@ impl Settings {
         for (var, key) in [
             ("DATABASE_URL", "database.url"),
             ("SUPABASE_JWT_SECRET", "auth.jwt_secret"),
+            ("SUPABASE_URL", "auth.supabase_url"),
+            ("SUPABASE_SECRET_KEYS", "auth.secret_keys"),
             ("PORT", "server.port"),
         ] {
             if let Some(value) = env.get(var).filter(|v| !v.is_empty()) {
@@ -178,6 +274,55 @@ impl Settings {
         if self.database.pool_size == 0 {
             return Err(ConfigError::Invalid(
                 "database.pool_size must be at least 1".into(),
+            ));
+        }
+        self.validate_auth()
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        if let Some(base) = auth.supabase_base_url() {
+            let ok = reqwest::Url::parse(&base)
+                .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .unwrap_or(false);
+            if !ok {
+                return Err(ConfigError::Invalid(
+                    "SUPABASE_URL must be the project URL, e.g. https://<ref>.supabase.co or http://127.0.0.1:54321".into(),
+                ));
+            }
+        }
+        for key in auth.secret_keys() {
+            if !key.starts_with("sb_secret_") {
+                // Never echo the value: it may be a real key pasted into the wrong variable.
+                return Err(ConfigError::Invalid(
+                    "SUPABASE_SECRET_KEYS holds only secret keys (sb_secret_...); publishable keys grant nothing".into(),
+                ));
+            }
+        }
+        if !(1..=600).contains(&auth.jwks_refresh_seconds) {
+            return Err(ConfigError::Invalid(
+                "auth.jwks_refresh_seconds must be between 1 and 600".into(),
+            ));
+        }
+        if auth.jwks_min_refetch_seconds == 0 || auth.jwks_timeout_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "auth.jwks_min_refetch_seconds and auth.jwks_timeout_seconds must be at least 1"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What serving needs beyond [`Settings::load`]'s checks: with an external database, a way to
+    /// verify access tokens (signing keys or the legacy secret). `migrate` does not need one,
+    /// hence a separate check.
+    pub fn validate_for_serving(&self) -> Result<(), ConfigError> {
+        if !self.uses_embedded_database()
+            && self.auth.jwt_secret.is_empty()
+            && self.auth.supabase_base_url().is_none()
+        {
+            return Err(ConfigError::Invalid(
+                "with an external database (DATABASE_URL) set SUPABASE_URL (signing keys) or SUPABASE_JWT_SECRET (legacy JWT secret), or both".into(),
             ));
         }
         Ok(())
@@ -247,6 +392,57 @@ mod tests {
         assert_eq!(s.database.url, "postgres://u:p@db:5432/x");
         assert_eq!(s.auth.jwt_secret, "s3cret");
         assert!(!s.uses_embedded_database());
+    }
+
+    #[test]
+    fn supabase_names_and_redaction() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                (
+                    "DATABASE_URL",
+                    "postgres://relay:hunter2@db:5432/x?sslmode=require",
+                ),
+                ("SUPABASE_URL", "http://127.0.0.1:54321/"),
+                ("SUPABASE_SECRET_KEYS", "sb_secret_aaaa, sb_secret_bbbb,"),
+                ("SUPABASE_JWT_SECRET", "s3cret-value"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(
+            s.auth.supabase_base_url().as_deref(),
+            Some("http://127.0.0.1:54321")
+        );
+        assert_eq!(s.auth.secret_keys(), ["sb_secret_aaaa", "sb_secret_bbbb"]);
+        let shown = format!("{s:?}");
+        for secret in [
+            "hunter2",
+            "s3cret-value",
+            "sb_secret_aaaa",
+            "sb_secret_bbbb",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("relay:(redacted)@db:5432"), "{shown}");
+        assert_eq!(
+            redact_url_password("host=db password=x user=u"),
+            "host=db password=(redacted) user=u"
+        );
+        s.validate_for_serving().expect("signing keys suffice");
+    }
+
+    #[test]
+    fn auth_settings_are_checked() {
+        let bad = |pairs: &[(&str, &str)]| Settings::load_from(None, env(pairs)).is_err();
+        assert!(bad(&[("SUPABASE_URL", "not a url")]));
+        assert!(bad(&[("SUPABASE_URL", "ftp://example.com")]));
+        assert!(bad(&[("SUPABASE_SECRET_KEYS", "sb_publishable_abc")]));
+        assert!(bad(&[("GRE_AUTH__JWKS_REFRESH_SECONDS", "601")]));
+        let external = Settings::load_from(None, env(&[("DATABASE_URL", "postgres://u@db/x")]))
+            .expect("migrate needs no credentials");
+        let err = external.validate_for_serving().expect_err("serving does");
+        assert!(err.to_string().contains("SUPABASE_JWT_SECRET"), "{err}");
+        assert!(err.to_string().contains("SUPABASE_URL"), "{err}");
     }
 
     #[test]

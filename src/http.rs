@@ -186,6 +186,8 @@ async fn health(app: &AppState) -> Response<Body> {
         "listenerReconnects": app.listener.reconnects.get(),
         "laggedDisconnects": app.hub.stats.lagged_disconnects.get(),
         "connections": app.hub.connection_count(),
+        // Informational: the relay serves (legacy secret, API keys, cached keys) without it.
+        "signingKeys": app.verifier.signing_keys_health(),
         "instance": app.instance_id,
         "version": env!("CARGO_PKG_VERSION"),
     });

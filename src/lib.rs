@@ -3,7 +3,8 @@
 //!
 //! Where things live (a NOTIFY becomes a frame by going listener → hub → ws_connection):
 //! - [`config`]: settings from `config/default.toml`, a file and the environment.
-//! - [`auth`]: Supabase JWT verification and the caller's identity.
+//! - [`auth`]: credentials (signing keys via JWKS, the legacy JWT secret, API keys) and the
+//!   caller's identity.
 //! - [`migrate`]: applies `sql/` and `triggers/` and keeps the ledger.
 //! - [`embedded_postgres`]: the private PostgreSQL cluster used when no database is configured.
 //! - [`store`]: every query the relay runs on the pool.

@@ -10,6 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::auth::Verifier;
 use crate::http::Body;
 use crate::hub::HubStats;
 use crate::listener::ListenerStatus;
@@ -27,7 +28,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(hub: &HubStats, listener: &ListenerStatus) -> Metrics {
+    pub fn new(hub: &HubStats, listener: &ListenerStatus, verifier: &Verifier) -> Metrics {
         let mut registry = Registry::with_prefix("gre_relay");
         let m = Metrics {
             registry: Registry::default(),
@@ -86,6 +87,17 @@ impl Metrics {
             "refused_connections",
             "Connections refused: over a budget of admission.rs, or an upgrade from an origin not allowed",
             m.refused_connections.clone(),
+        );
+        let (fetches, failures) = verifier.fetch_counters();
+        registry.register(
+            "signing_key_fetches",
+            "Fetches of the project's signing keys (JWKS), failed ones included",
+            fetches,
+        );
+        registry.register(
+            "signing_key_fetch_failures",
+            "Fetches of the signing keys that failed (cached keys stayed in use)",
+            failures,
         );
         Metrics { registry, ..m }
     }

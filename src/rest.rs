@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -179,7 +179,7 @@ async fn dispatch(
     req: Request<Incoming>,
     app: &AppState,
 ) -> ApiResult {
-    let identity = authenticate(&req, app)?;
+    let identity = authenticate(&req, app).await?;
     // Writes cost database work: pace them per caller, as the WebSocket paces frames.
     if req.method() != Method::GET && !app.rest_limits.take(&caller_key(&identity)) {
         app.metrics.rate_limited.inc();
@@ -283,13 +283,11 @@ async fn dispatch(
     }
 }
 
-fn authenticate(req: &Request<Incoming>, app: &AppState) -> Result<Identity, ApiError> {
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    app.verifier.verify_bearer(header).map_err(|e| match e {
-        AuthError::NoRole => {
+async fn authenticate(req: &Request<Incoming>, app: &AppState) -> Result<Identity, ApiError> {
+    let verified = app.verifier.verify_headers(req.headers()).await;
+    verified.map(|v| v.identity).map_err(|e| match e {
+        // A valid credential that grants nothing here: 403, not "who are you".
+        AuthError::NoRole | AuthError::PublishableKey => {
             ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, e.to_string())
         }
         e => ApiError::new(

@@ -81,16 +81,18 @@ fn ws_config(settings: &Settings) -> WebSocketConfig {
 }
 
 impl Relay {
-    /// Starts serving on `listener` against `database_url`, verifying tokens with `jwt_secret`.
-    /// Applies migrations first unless `database.migrate_on_start` is false.
+    /// Starts serving on `listener` against `database_url`, verifying tokens with the signing keys
+    /// of `auth.supabase_url` and/or the legacy `jwt_secret` (given apart from the settings: with
+    /// the embedded database the CLI generates it). Applies migrations first unless
+    /// `database.migrate_on_start` is false.
     pub async fn start(
         settings: Settings,
         database_url: &str,
         jwt_secret: &str,
         listener: TcpListener,
     ) -> anyhow::Result<Relay> {
-        if jwt_secret.is_empty() {
-            anyhow::bail!("no JWT secret: set SUPABASE_JWT_SECRET");
+        if jwt_secret.is_empty() && settings.auth.supabase_base_url().is_none() {
+            anyhow::bail!("no way to verify access tokens: set SUPABASE_URL (signing keys) or SUPABASE_JWT_SECRET (legacy secret)");
         }
         if settings.database.migrate_on_start {
             crate::migrate::run(database_url).await?;
@@ -107,12 +109,15 @@ impl Relay {
         let instance_id = Uuid::new_v4();
         let presence = Presence::new(store.clone(), instance_id);
         presence.register().await?;
+        // Fetches the signing keys once (bounded; a failure is logged, not fatal).
+        let verifier = Verifier::start(&settings.auth, jwt_secret).await?;
         let rest_limits = crate::rate_limit::PerCaller::new(
             settings.websocket.frames_per_second,
             settings.websocket.frames_burst,
         );
         let state = Arc::new(AppState {
-            verifier: Verifier::new(jwt_secret, settings.auth.leeway_seconds),
+            metrics: crate::metrics::Metrics::new(&hub.stats, &status, &verifier),
+            verifier,
             ws_config: ws_config(&settings),
             admission: crate::admission::Admission::new(&settings),
             origins: crate::cors::AllowedOrigins::parse(&settings.server.allowed_origins)
@@ -125,7 +130,6 @@ impl Relay {
             instance_id,
             shutdown: shutdown.clone(),
             tasks: TaskTracker::new(),
-            metrics: crate::metrics::Metrics::new(&hub.stats, &status),
             rest_limits,
         });
         let listener_task = tokio::spawn(

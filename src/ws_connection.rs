@@ -238,24 +238,26 @@ where
                 }
             };
             let reply = match protocol::parse_client_frame(&text) {
-                Ok(ClientFrame::Authenticate { token }) => match self.app.verifier.verify(&token) {
-                    Ok(identity) => return Some(identity),
-                    Err(e) => {
-                        failures += 1;
-                        if failures >= MAX_AUTH_FAILURES {
-                            let _ = self
-                                .send_error(&ProtocolError::new(
-                                    ErrorCode::Unauthenticated,
-                                    e.to_string(),
-                                ))
-                                .await;
-                            self.close(close_code::AUTH_FAILED, "too many invalid tokens")
-                                .await;
-                            return None;
+                Ok(ClientFrame::Authenticate { token }) => {
+                    match self.app.verifier.verify(&token).await {
+                        Ok(verified) => return Some(verified.identity),
+                        Err(e) => {
+                            failures += 1;
+                            if failures >= MAX_AUTH_FAILURES {
+                                let _ = self
+                                    .send_error(&ProtocolError::new(
+                                        ErrorCode::Unauthenticated,
+                                        e.to_string(),
+                                    ))
+                                    .await;
+                                self.close(close_code::AUTH_FAILED, "too many invalid tokens")
+                                    .await;
+                                return None;
+                            }
+                            ProtocolError::new(ErrorCode::Unauthenticated, e.to_string())
                         }
-                        ProtocolError::new(ErrorCode::Unauthenticated, e.to_string())
                     }
-                },
+                }
                 // `authenticate` must be the first frame (CONTRACT section 4): even a ping gets
                 // the same answer as any other frame, so an unauthenticated socket is no echo.
                 Ok(_) => ProtocolError::new(

@@ -497,13 +497,13 @@ async fn auth_matrix_of_every_endpoint() {
     // the user may edit) grants nothing.
     let string_id = gre_relay::auth::mint_raw(
         SECRET,
-        &json!({"exp": now_secs() + 600, "app_metadata": {"player_id": "29"}}),
+        &json!({"exp": now_secs() + 600, "aud": "authenticated", "app_metadata": {"player_id": "29"}}),
     );
     let r = api.get("/api/gre-chat/messages/29", Some(&string_id)).await;
     assert_eq!(r.ok(StatusCode::OK)["sessionId"], session.as_str());
     let self_made_staff = gre_relay::auth::mint_raw(
         SECRET,
-        &json!({"exp": now_secs() + 600, "sub": "x",
+        &json!({"exp": now_secs() + 600, "aud": "authenticated", "sub": "x",
                 "app_metadata": {"player_id": 29}, "user_metadata": {"role": "gre_staff"}}),
     );
     api.get("/api/gre-admin/sessions", Some(&self_made_staff))
@@ -511,7 +511,7 @@ async fn auth_matrix_of_every_endpoint() {
         .err(StatusCode::FORBIDDEN, "forbidden");
     let no_role = gre_relay::auth::mint_raw(
         SECRET,
-        &json!({"exp": now_secs() + 600, "sub": "x", "user_metadata": {"role": "gre_staff"}}),
+        &json!({"exp": now_secs() + 600, "aud": "authenticated", "sub": "x", "user_metadata": {"role": "gre_staff"}}),
     );
     let r = api.get("/api/gre-admin/sessions", Some(&no_role)).await;
     assert!(

@@ -2,6 +2,8 @@
 //! embedded default), a relay on 127.0.0.1:0, and a real WebSocket client. Every wait is bounded.
 #![allow(dead_code)]
 
+pub mod jwks;
+
 use futures_util::{SinkExt, StreamExt};
 use gre_relay::config::Settings;
 use gre_relay::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
