@@ -868,6 +868,32 @@ async fn staff_rules_and_errors_that_name_no_one() {
     .expect("staff message");
     assert_eq!(rows[0].get::<_, String>(0), "staff-7", "filled from sub");
 
+    // Staff are not capped: an announcement to 2,000 open sessions is one statement.
+    owner
+        .batch_execute(
+            "insert into gre_chat_sessions (player_id) select g from generate_series(1000, 2999) g",
+        )
+        .await
+        .expect("2,000 sessions");
+    let started = std::time::Instant::now();
+    let rows = as_api(
+        &mut db,
+        "authenticated",
+        Some(&staff7),
+        "insert into gre_chat_messages (session_id, sender, message) \
+         select id, 'gre', 'The tournament starts at 8' from gre_chat_sessions where player_id >= 1000 \
+         returning sender_id",
+        &[],
+    )
+    .await
+    .expect("announcement");
+    println!(
+        "a staff announcement to 2,000 sessions through the API took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(rows.len(), 2000);
+    assert!(rows.iter().all(|r| r.get::<_, String>(0) == "staff-7"));
+
     // Player 29 aiming at player 31's session: refused, and the error names neither 31 nor it.
     owner
         .execute(

@@ -10,8 +10,12 @@
 --         service_role may execute the invoker-rights ones (they run with the caller's own
 --         rights: policies and triggers call them as the caller) and, of the security definer
 --         ones, only the two that act on the caller's own JWT (triggers/05).
+--         on plain PostgreSQL, auth.jwt() and auth.uid() (which sql/0001 created because they
+--         were missing) likewise lose EXECUTE for PUBLIC and anon; on Supabase they belong to
+--         Supabase and are left alone.
 --       Applied after every other file, so it covers every function they create.
--- Touches: policies on gre_chat_messages and gre_online_status; EXECUTE on gre_relay functions.
+-- Touches: policies on gre_chat_messages and gre_online_status; EXECUTE on gre_relay functions
+--          and on the auth functions the applying role owns.
 -- Idempotent: yes (drop policy if exists, then create; revoke, then grant).
 
 drop policy if exists "players update their own messages" on public.gre_chat_messages;
@@ -46,6 +50,25 @@ begin
     else
       execute pg_catalog.format('revoke all on function %s from authenticated, service_role', f.sig);
     end if;
+  end loop;
+end
+$$;
+
+-- The auth helpers sql/0001 created (only where they were missing, so only when the role
+-- applying these files owns them): policies call them as authenticated.
+do $$
+declare
+  f record;
+begin
+  for f in
+    select p.oid::pg_catalog.regprocedure::text as sig
+      from pg_catalog.pg_proc p
+     where p.pronamespace = 'auth'::pg_catalog.regnamespace
+       and p.proname in ('jwt', 'uid')
+       and pg_catalog.pg_get_userbyid(p.proowner) = current_user
+  loop
+    execute pg_catalog.format('revoke all on function %s from public, anon', f.sig);
+    execute pg_catalog.format('grant execute on function %s to authenticated, service_role', f.sig);
   end loop;
 end
 $$;
