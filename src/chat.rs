@@ -10,6 +10,9 @@ use crate::server::AppState;
 use crate::store::{Author, PlayerSend, StoreError, StoredMessage};
 
 /// Stores a player's message (opening a session when it has none), if chat is open to it.
+/// The chat gate is the database's (triggers/10, from the setting this relay stored at start),
+/// so it is the same for this relay, other relays and direct writers; a refusal rolls back the
+/// whole send, a session it would have opened included.
 pub async fn player_send(
     app: &AppState,
     player_id: i64,
@@ -17,18 +20,6 @@ pub async fn player_send(
     text: &str,
     client_message_id: Option<&str>,
 ) -> Result<PlayerSend, ProtocolError> {
-    if !app.settings.chat.enabled_by_default
-        && !app
-            .store
-            .chat_enabled(player_id)
-            .await
-            .map_err(store_error)?
-    {
-        return Err(ProtocolError::new(
-            ErrorCode::ChatDisabled,
-            "chat is not enabled for this player yet",
-        ));
-    }
     app.store
         .send_player_message(player_id, session_hint, None, text, client_message_id)
         .await
@@ -68,6 +59,10 @@ pub fn store_error(e: StoreError) -> ProtocolError {
         StoreError::SessionClosed => {
             ProtocolError::new(ErrorCode::SessionClosed, "the session is closed")
         }
+        StoreError::ChatDisabled => ProtocolError::new(
+            ErrorCode::ChatDisabled,
+            "chat is not enabled for this player yet",
+        ),
         StoreError::Conflict => ProtocolError::new(
             ErrorCode::Conflict,
             "the player already has an open session",

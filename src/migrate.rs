@@ -40,12 +40,15 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("sql/0070_wire_json.sql"),
     migration!("sql/0080_chat_access.sql"),
     migration!("sql/0090_presence.sql"),
+    migration!("sql/0100_direct_writes.sql"),
+    migration!("triggers/05_writer_helpers.sql"),
     migration!("triggers/10_message_before_insert.sql"),
     migration!("triggers/20_message_notify.sql"),
     migration!("triggers/30_session_before_update.sql"),
     migration!("triggers/40_session_notify.sql"),
     migration!("triggers/50_online_status_notify.sql"),
     migration!("triggers/60_message_push_notification.sql"),
+    migration!("triggers/70_direct_write_policies.sql"),
 ];
 
 /// Arbitrary but fixed: the advisory lock key every gre-relay process uses for migrations.

@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::hub::Hub;
 use crate::listener::{Listener, ListenerStatus};
 use crate::presence::Presence;
-use crate::store::Store;
+use crate::store::{SharedRules, Store};
 
 /// Everything a request or connection handler needs, shared by all of them.
 pub struct AppState {
@@ -103,10 +103,22 @@ impl Relay {
             Duration::from_secs(settings.database.pool_timeout_seconds.max(1)),
         )?;
         store.ping().await?;
+        let instance_id = Uuid::new_v4();
+        // The database enforces these for every writer (direct writes through Supabase too), so
+        // they must be in place before the first client is served.
+        store
+            .store_shared_rules(
+                &SharedRules {
+                    chat_enabled_by_default: settings.chat.enabled_by_default,
+                    player_messages_per_second: settings.websocket.frames_per_second,
+                    player_messages_burst: settings.websocket.frames_burst,
+                },
+                &format!("gre-relay {instance_id}"),
+            )
+            .await?;
         let (stop, shutdown) = watch::channel(false);
         let hub = Hub::new();
         let status = Arc::new(ListenerStatus::default());
-        let instance_id = Uuid::new_v4();
         let presence = Presence::new(store.clone(), instance_id);
         presence.register().await?;
         // Fetches the signing keys once (bounded; a failure is logged, not fatal).

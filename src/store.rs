@@ -27,6 +27,10 @@ pub enum StoreError {
     Forbidden,
     #[error("the session is closed")]
     SessionClosed,
+    /// The database's chat gate refused a player message (SQLSTATE PT403, triggers/10): chat is
+    /// not enabled for this player under the setting stored in gre_relay.settings.
+    #[error("chat is not enabled for this player")]
+    ChatDisabled,
     #[error("conflicts with the current state")]
     Conflict,
     #[error("bad data from the database: {0}")]
@@ -473,12 +477,36 @@ impl Store {
             .await
     }
 
-    pub async fn chat_enabled(&self, player_id: i64) -> Result<bool, StoreError> {
+    /// Stores the rules every writer must follow (gre_relay.settings). Writes only when they
+    /// changed, so relays restarting with the same configuration leave the row alone.
+    pub async fn store_shared_rules(
+        &self,
+        rules: &SharedRules,
+        by: &str,
+    ) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached("select gre_relay.chat_enabled($1)")
+        client
+            .execute(
+                "insert into gre_relay.settings as s \
+                   (singleton, chat_enabled_by_default, player_messages_per_second, player_messages_burst, updated_at, updated_by) \
+                 values (true, $1, $2, $3, now(), $4) \
+                 on conflict (singleton) do update \
+                    set chat_enabled_by_default = excluded.chat_enabled_by_default, \
+                        player_messages_per_second = excluded.player_messages_per_second, \
+                        player_messages_burst = excluded.player_messages_burst, \
+                        updated_at = excluded.updated_at, updated_by = excluded.updated_by \
+                  where (s.chat_enabled_by_default, s.player_messages_per_second, s.player_messages_burst) \
+                        is distinct from \
+                        (excluded.chat_enabled_by_default, excluded.player_messages_per_second, excluded.player_messages_burst)",
+                &[
+                    &rules.chat_enabled_by_default,
+                    &rules.player_messages_per_second,
+                    &rules.player_messages_burst,
+                    &by,
+                ],
+            )
             .await?;
-        Ok(client.query_one(&stmt, &[&player_id]).await?.try_get(0)?)
+        Ok(())
     }
 
     pub async fn enable_all_players(&self, by: &str) -> Result<(), StoreError> {
@@ -778,6 +806,35 @@ async fn insert_message(
                 &client_message_id,
             ],
         )
-        .await?;
+        .await
+        .map_err(refusal_of_insert)?;
     message_from_row(&row)
+}
+
+/// The database refuses some messages by rule, with SQLSTATEs of its own (triggers/10,
+/// docs/database.md "What the database guarantees to direct writers"): those are verdicts the
+/// caller can act on, not failures.
+fn refusal_of_insert(e: tokio_postgres::Error) -> StoreError {
+    match e.code().map(SqlState::code) {
+        Some(CHAT_DISABLED) => StoreError::ChatDisabled,
+        Some(SESSION_CLOSED) => StoreError::SessionClosed,
+        _ => StoreError::Db(e),
+    }
+}
+
+/// SQLSTATE of the chat gate's refusal (PostgREST answers it with HTTP 403).
+const CHAT_DISABLED: &str = "PT403";
+/// SQLSTATE of a message into a closed session (PostgREST answers it with HTTP 409).
+const SESSION_CLOSED: &str = "PT409";
+
+/// What the relay's configuration tells the database to enforce for every writer, stored in
+/// gre_relay.settings at start so that every relay and every direct writer see one truth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedRules {
+    /// `chat.enabled_by_default`: the chat gate of CONTRACT section 5.
+    pub chat_enabled_by_default: bool,
+    /// `websocket.frames_per_second`: a player's direct writes are paced like its frames.
+    pub player_messages_per_second: f64,
+    /// `websocket.frames_burst`.
+    pub player_messages_burst: f64,
 }

@@ -1,18 +1,105 @@
 -- 10_message_before_insert.sql
--- What: before each new gre_chat_messages row,
---   1. number it: seq = the session's last_seq + 1, incremented on the session row. The row lock
---      this takes is held to commit, so two writers into one session are serialized and numbers
---      are handed out in commit order (the resume cursor relies on it: docs/database.md);
---   2. fill player_id from the session when the writer left it out, and refuse a player_id that
---      contradicts the session;
---   3. the first GRE reply makes a waiting session active, whoever wrote the row (the relay, the
---      staff portal, a DBA), so the session's status never depends on the writer.
--- Touches: function gre_relay.message_before_insert(), trigger gre_chat_messages_before_insert;
---          writes gre_chat_sessions.last_seq.
+-- What: two before-row triggers on gre_chat_messages, fired in name order:
+--   gre_chat_messages_0_writer_rules (insert and update; runs with the writer's rights, so it can
+--   tell a direct API caller, whom row level security applies to, from the relay, the service key
+--   or a DBA, whom it does not):
+--     for every writer: at insert, status is 'sent' and created_at is now(), whatever was given;
+--       an update that changes nothing is skipped (nothing written, nothing announced); a status
+--       never moves backwards (sent < delivered < read);
+--     for a player through the API: only `sender = 'player'` into its own session, sender_id is
+--       the player id, and one token of its rate and row cap (triggers/05); on update only
+--       `status = 'read'` on the other side's messages;
+--     for staff through the API: only 'gre' or 'system' messages, signed with the caller's own
+--       `sub` (filled when sender_id is null, refused when it differs).
+--   gre_chat_messages_before_insert (security definer, every writer):
+--     1. number it: seq = the session's last_seq + 1, incremented on the session row. The row lock
+--        this takes is held to commit, so two writers into one session are serialized and numbers
+--        are handed out in commit order (the resume cursor relies on it: docs/database.md);
+--     2. refuse a message into a closed session;
+--     3. fill player_id from the session when the writer left it out, and refuse a player_id that
+--        contradicts the session; a player message's sender_id is the session's player id;
+--     4. the chat gate (CONTRACT section 5): a player message is refused unless
+--        gre_relay.player_may_chat() allows it, whoever writes it (the relay included);
+--     5. the first GRE reply makes a waiting session active, whoever wrote the row (the relay, the
+--        staff portal, a DBA), so the session's status never depends on the writer.
+--   Refusals name nothing but the caller's own input. Error codes: docs/database.md.
+-- Touches: functions gre_relay.message_writer_rules(), gre_relay.message_before_insert(); triggers
+--          gre_chat_messages_0_writer_rules, gre_chat_messages_before_insert; writes
+--          gre_chat_sessions.last_seq.
 -- Idempotent: yes (create or replace).
 
+-- Not security definer on purpose: row_security_active() and the session lookup must see the
+-- writer as it is. The "0" in the trigger's name makes it fire before the numbering trigger, so
+-- a refused write never locks or numbers a session.
+create or replace function gre_relay.message_writer_rules() returns trigger
+  language plpgsql
+  set search_path = ''
+  as $$
+declare
+  v_api     boolean := pg_catalog.row_security_active(tg_relid);
+  v_player  bigint;
+  v_owner   bigint;
+  v_sub     text;
+begin
+  if tg_op = 'UPDATE' then
+    if new is not distinct from old then
+      return null;
+    end if;
+    if (case new.status when 'sent' then 0 when 'delivered' then 1 else 2 end)
+       < (case old.status when 'sent' then 0 when 'delivered' then 1 else 2 end) then
+      raise exception 'gre_chat_messages: a message''s status only moves forward (sent, delivered, read)'
+        using errcode = 'check_violation';
+    end if;
+    if v_api and not gre_relay.jwt_is_staff()
+       and (old.sender = 'player' or new.status <> 'read') then
+      raise exception 'gre_chat_messages: players may only mark the other side''s messages read'
+        using errcode = 'insufficient_privilege';
+    end if;
+    return new;
+  end if;
+
+  new.status := 'sent';
+  new.created_at := pg_catalog.now();
+  if not v_api then
+    return new;
+  end if;
+
+  if gre_relay.jwt_is_staff() then
+    if new.sender is distinct from 'gre' and new.sender is distinct from 'system' then
+      raise exception 'gre_chat_messages: staff write gre or system messages'
+        using errcode = 'insufficient_privilege';
+    end if;
+    v_sub := auth.jwt() ->> 'sub';
+    if new.sender_id is null then
+      new.sender_id := v_sub;
+    elsif new.sender_id is distinct from v_sub then
+      raise exception 'gre_chat_messages: sender_id must be your own staff id'
+        using errcode = 'insufficient_privilege';
+    end if;
+    return new;
+  end if;
+
+  v_player := gre_relay.jwt_player_id();
+  if v_player is null or new.sender is distinct from 'player' then
+    raise exception 'gre_chat_messages: not allowed'
+      using errcode = 'insufficient_privilege';
+  end if;
+  -- Row level security shows the caller its own sessions only: another player's session and a
+  -- session that does not exist get the same answer, which names nobody.
+  select s.player_id into v_owner from public.gre_chat_sessions s where s.id = new.session_id;
+  if v_owner is distinct from v_player or new.player_id <> v_player then
+    raise exception 'gre_chat_messages: no session of yours with this id'
+      using errcode = 'insufficient_privilege';
+  end if;
+  perform gre_relay.take_direct_write();
+  new.sender_id := v_player::text;
+  return new;
+end
+$$;
+
 -- security definer: the numbering UPDATE must work for every writer, including a player writing
--- through Supabase, whom row level security does not let update sessions.
+-- through Supabase, whom row level security does not let update sessions, and the chat gate
+-- reads the relay's private tables.
 create or replace function gre_relay.message_before_insert() returns trigger
   language plpgsql
   security definer
@@ -21,29 +108,44 @@ create or replace function gre_relay.message_before_insert() returns trigger
 declare
   v_seq bigint;
   v_player_id bigint;
+  v_status text;
 begin
   update public.gre_chat_sessions
      set last_seq = last_seq + 1,
          status = case when new.sender = 'gre' and status = 'waiting' then 'active' else status end
    where id = new.session_id
-  returning last_seq, player_id into v_seq, v_player_id;
+  returning last_seq, player_id, status into v_seq, v_player_id, v_status;
 
   if not found then
-    raise exception 'gre_chat_messages: session % does not exist', new.session_id
+    raise exception 'gre_chat_messages: no such session'
       using errcode = 'foreign_key_violation';
+  end if;
+  if v_status = 'closed' then
+    raise exception 'gre_chat_messages: the session is closed'
+      using errcode = 'PT409';
   end if;
 
   new.seq := v_seq;
   if new.player_id is null then
     new.player_id := v_player_id;
   elsif new.player_id <> v_player_id then
-    raise exception 'gre_chat_messages: player_id % does not match session % (player %)',
-      new.player_id, new.session_id, v_player_id
+    raise exception 'gre_chat_messages: player_id does not match the session'
       using errcode = 'check_violation';
+  end if;
+  if new.sender = 'player' then
+    new.sender_id := v_player_id::text;
+    if not gre_relay.player_may_chat(v_player_id) then
+      raise exception 'gre_chat_messages: chat is not enabled for this player'
+        using errcode = 'PT403';
+    end if;
   end if;
   return new;
 end
 $$;
+
+create or replace trigger gre_chat_messages_0_writer_rules
+  before insert or update on public.gre_chat_messages
+  for each row execute function gre_relay.message_writer_rules();
 
 create or replace trigger gre_chat_messages_before_insert
   before insert on public.gre_chat_messages

@@ -1,32 +1,60 @@
 -- 30_session_before_update.sql
--- What: keep gre_chat_sessions.updated_at and closed_at true, whoever writes a session:
---       updated_at moves when status or assignment changes; closed_at is set when the session
---       closes (or is inserted closed) and cleared if it is reopened. Numbering messages (last_seq) does not count as a
---       change of the session.
+-- What: a session's server-owned columns are the database's, whoever writes it:
+--       at insert, created_at and updated_at are now(), last_seq is 0, closed_at is now() for a
+--       session inserted closed and null otherwise; at update, created_at never changes, updated_at
+--       moves (to now()) exactly when status or assignment changes, closed_at is set when the
+--       session closes and cleared if it reopens, and last_seq never decreases. Numbering messages
+--       (last_seq) does not count as a change of the session.
+--       A player opening a session through the API (row level security applies to it) gets a
+--       'waiting' session assigned to nobody, for itself only, and only when the chat gate lets it
+--       chat (gre_relay.caller_may_chat(), CONTRACT section 5). Status and assignment otherwise
+--       change only by staff (RLS) or by the rules (triggers/10: first GRE reply makes it active).
 -- Touches: function gre_relay.session_before_update(), trigger gre_chat_sessions_before_update.
 -- Idempotent: yes (create or replace).
 
+-- Not security definer: row_security_active() must see the writer as it is.
 create or replace function gre_relay.session_before_update() returns trigger
   language plpgsql
   set search_path = ''
   as $$
 begin
   if tg_op = 'INSERT' then
-    if new.status = 'closed' then
-      new.closed_at := coalesce(new.closed_at, pg_catalog.now());
-    else
-      new.closed_at := null;
+    new.created_at := pg_catalog.now();
+    new.updated_at := pg_catalog.now();
+    new.last_seq := 0;
+    if pg_catalog.row_security_active(tg_relid) and not gre_relay.jwt_is_staff() then
+      if new.player_id is distinct from gre_relay.jwt_player_id() then
+        raise exception 'gre_chat_sessions: not allowed'
+          using errcode = 'insufficient_privilege';
+      end if;
+      new.status := 'waiting';
+      new.assigned_gre_id := null;
+      if not gre_relay.caller_may_chat() then
+        raise exception 'gre_chat_sessions: chat is not enabled for this player'
+          using errcode = 'PT403';
+      end if;
     end if;
+    new.closed_at := case when new.status = 'closed' then pg_catalog.now() end;
     return new;
+  end if;
+
+  new.created_at := old.created_at;
+  if new.last_seq < old.last_seq then
+    raise exception 'gre_chat_sessions: last_seq never decreases'
+      using errcode = 'check_violation';
   end if;
   if new.status is distinct from old.status
      or new.assigned_gre_id is distinct from old.assigned_gre_id then
     new.updated_at := pg_catalog.now();
+  else
+    new.updated_at := old.updated_at;
   end if;
-  if new.status = 'closed' and old.status <> 'closed' then
-    new.closed_at := coalesce(new.closed_at, pg_catalog.now());
-  elsif new.status <> 'closed' then
+  if new.status <> 'closed' then
     new.closed_at := null;
+  elsif old.status <> 'closed' then
+    new.closed_at := pg_catalog.now();
+  else
+    new.closed_at := old.closed_at;
   end if;
   return new;
 end
