@@ -28,6 +28,7 @@ pub enum ErrorCode {
     RateLimited,
     ChatDisabled,
     SessionClosed,
+    TokenExpired,
     Unavailable,
     Internal,
     // REST only
@@ -52,6 +53,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::ChatDisabled => "chat_disabled",
             ErrorCode::SessionClosed => "session_closed",
+            ErrorCode::TokenExpired => "token_expired",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::InvalidRequest => "invalid_request",

@@ -127,7 +127,7 @@ impl From<ProtocolError> for ApiError {
             | ErrorCode::InvalidFrame
             | ErrorCode::UnknownType => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidMessage => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated | ErrorCode::TokenExpired => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden | ErrorCode::ChatDisabled => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -17,7 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 use uuid::Uuid;
 
 use crate::admission::SocketPermit;
-use crate::auth::Identity;
+use crate::auth::{Identity, Verified};
 use crate::chat::{self, store_error};
 use crate::hub::{Outbound, Registration};
 use crate::listener::{relayed_event_payload, Origin};
@@ -34,6 +34,8 @@ pub mod close_code {
     pub const LAGGING: u16 = 4008;
     /// The peer stopped answering pings.
     pub const HEARTBEAT_TIMEOUT: u16 = 4002;
+    /// The token ran out and was not refreshed in time (an `error` `token_expired` comes first).
+    pub const TOKEN_EXPIRED: u16 = 4003;
     /// RFC 6455 policy violation: here, more sockets for one identity than allowed.
     pub const POLICY: u16 = 1008;
 }
@@ -64,9 +66,11 @@ where
     let mut stream = stream;
     let mut shutdown = app.shutdown.clone();
 
-    let Some(identity) = Box::pin(conn.authenticate(&mut stream, &mut shutdown)).await else {
+    let Some(verified) = Box::pin(conn.authenticate(&mut stream, &mut shutdown)).await else {
         return;
     };
+    let expires = app.verifier.socket_deadline(&verified);
+    let identity = verified.identity;
     if let Err(refusal) = permit.authenticate(identity_key(&identity)) {
         app.metrics.refused_connections.inc();
         let e = ProtocolError::new(ErrorCode::RateLimited, refusal.to_string());
@@ -99,6 +103,7 @@ where
     };
     let mut session = Session {
         identity,
+        expires,
         reg,
         sent: HashMap::new(),
         allowed: HashSet::new(),
@@ -130,6 +135,9 @@ struct Connection<S> {
 /// State after authentication.
 struct Session {
     identity: Identity,
+    /// When the credential runs out (its `exp` plus the leeway); None for a secret API key.
+    /// A fresh `authenticate` of the same identity moves it.
+    expires: Option<Instant>,
     /// Dropping it unregisters from the hub.
     reg: Registration,
     /// Per subscribed session: the number of the last message this client was sent. Live events
@@ -202,7 +210,7 @@ where
         &mut self,
         stream: &mut R,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> Option<Identity>
+    ) -> Option<Verified>
     where
         R: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
     {
@@ -240,7 +248,7 @@ where
             let reply = match protocol::parse_client_frame(&text) {
                 Ok(ClientFrame::Authenticate { token }) => {
                     match self.app.verifier.verify(&token).await {
-                        Ok(verified) => return Some(verified.identity),
+                        Ok(verified) => return Some(verified),
                         Err(e) => {
                             failures += 1;
                             if failures >= MAX_AUTH_FAILURES {
@@ -360,7 +368,24 @@ where
         // any newer live message, or it would see the session out of commit order. Nothing is
         // lost meanwhile: the events wait in the bounded queue.
         let mut hold_until = Some(Instant::now() + RESUME_GRACE);
+        // The credential's end. One timer for the connection's life, moved when a refresh moves
+        // the deadline (a secret API key has none: the branch stays off).
+        let mut deadline = session.expires;
+        let expiry = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now));
+        tokio::pin!(expiry);
         loop {
+            if session.expires != deadline {
+                deadline = session.expires;
+                if let Some(d) = deadline {
+                    expiry.as_mut().reset(d);
+                }
+            }
+            // Checked before anything is written: once the token has run out, nothing more is
+            // delivered, even when events and the timer are ready at the same moment.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                Box::pin(self.expire()).await;
+                return;
+            }
             let holding = hold_until.is_some();
             tokio::select! {
                 // Shutdown first: a server going down says so (1001) rather than keep writing.
@@ -371,6 +396,11 @@ where
                 // The hub gave up on this client: its queue was full.
                 _ = lagged.notified() => {
                     Box::pin(self.close(close_code::LAGGING, "too slow: reconnect and resume from your last cursor")).await;
+                    return;
+                }
+                // The token ran out without a refresh.
+                _ = &mut expiry, if deadline.is_some() => {
+                    Box::pin(self.expire()).await;
                     return;
                 }
                 // The grace period is over: let live events flow.
@@ -473,9 +503,8 @@ where
         // Named in an error about this request, so the client knows which one failed.
         let (client_message_id, about_session) = frame.context();
         let client_message_id = client_message_id.map(str::to_owned);
-        if !matches!(frame, ClientFrame::Ping | ClientFrame::Authenticate { .. })
-            && !session.bucket.take()
-        {
+        // A refresh (`authenticate` again) costs a signature check, so it is paced like the rest.
+        if !matches!(frame, ClientFrame::Ping) && !session.bucket.take() {
             self.app.metrics.rate_limited.inc();
             let e = ProtocolError::new(ErrorCode::RateLimited, "too many frames; slow down");
             let text = protocol::error_frame_for(&e, client_message_id.as_deref(), about_session);
@@ -483,10 +512,9 @@ where
         }
         let result = match frame {
             ClientFrame::Ping => return self.send_text(protocol::pong_frame()).await,
-            ClientFrame::Authenticate { .. } => Err(ProtocolError::new(
-                ErrorCode::InvalidFrame,
-                "already authenticated",
-            )),
+            ClientFrame::Authenticate { token } => {
+                return Box::pin(self.refresh(session, &token)).await;
+            }
             ClientFrame::SendMessage {
                 message,
                 session_id,
@@ -566,6 +594,52 @@ where
                 self.send_text(text).await
             }
         }
+    }
+
+    /// The credential ran out: say so, then close 4003. The client gets a fresh token,
+    /// reconnects and resumes from its cursors.
+    async fn expire(&mut self) {
+        let e = ProtocolError::new(
+            ErrorCode::TokenExpired,
+            "your token expired: reconnect with a fresh one and resume from your last cursor",
+        );
+        let _ = self.send_error(&e).await;
+        self.close(close_code::TOKEN_EXPIRED, "token expired").await;
+    }
+
+    /// `authenticate` on an authenticated socket: a fresh token of the same identity extends
+    /// the socket's life (subscriptions intact) and is answered `authenticated` again; a token
+    /// of another identity, or one that is refused, changes nothing.
+    async fn refresh(&mut self, session: &mut Session, token: &str) -> Result<(), Gone> {
+        let verified = match self.app.verifier.verify(token).await {
+            Ok(v) => v,
+            Err(e) => {
+                let e = ProtocolError::new(ErrorCode::Unauthenticated, e.to_string());
+                return self.send_error(&e).await;
+            }
+        };
+        if !same_subject(&session.identity, &verified.identity) {
+            let e = ProtocolError::new(
+                ErrorCode::Forbidden,
+                "this token is for another identity: a connection keeps the identity it \
+                 authenticated with; open a new connection for another one",
+            );
+            return self.send_error(&e).await;
+        }
+        session.expires = self.app.verifier.socket_deadline(&verified);
+        // The same subject; its display name may have changed.
+        session.identity = verified.identity;
+        let frame = match &session.identity {
+            Identity::Player { player_id } => {
+                let open = match self.app.store.open_session(*player_id).await {
+                    Ok(open) => open.map(|s| s.id),
+                    Err(e) => return self.send_error(&store_error(e)).await,
+                };
+                protocol::authenticated_player_frame(*player_id, open)
+            }
+            Identity::Staff { staff_id, .. } => protocol::authenticated_staff_frame(staff_id),
+        };
+        self.send_text(frame).await
     }
 
     /// Sends an event that is not stored to the session's other subscribers on every relay.
@@ -740,6 +814,27 @@ impl Session {
 /// A write failed while handling a request: the peer is gone; the error is never sent.
 fn gone() -> ProtocolError {
     ProtocolError::new(ErrorCode::Internal, "connection lost")
+}
+
+/// Whether two identities are the same caller (a refresh may change a staff display name, not
+/// who the socket speaks for).
+fn same_subject(a: &Identity, b: &Identity) -> bool {
+    match (a, b) {
+        (Identity::Player { player_id: x }, Identity::Player { player_id: y }) => x == y,
+        (
+            Identity::Staff {
+                staff_id: x,
+                service_role: xs,
+                ..
+            },
+            Identity::Staff {
+                staff_id: y,
+                service_role: ys,
+                ..
+            },
+        ) => x == y && xs == ys,
+        _ => false,
+    }
 }
 
 /// The key a socket counts under in the per-identity budget; None: exempt (the service role).

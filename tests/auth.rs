@@ -723,3 +723,78 @@ async fn the_token_command_signs_with_a_private_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--iss"));
 }
+
+/// A token of `player_id` (legacy secret) that runs out at `exp` (Unix seconds).
+fn player_token_until(player_id: i64, exp: u64) -> String {
+    gre_relay::auth::mint_raw(SECRET, &player_claims(player_id, json!({"exp": exp})))
+}
+
+#[tokio::test]
+async fn a_socket_ends_at_its_tokens_expiry_unless_refreshed_by_the_same_identity() {
+    let mut settings = test_settings();
+    settings.auth.leeway_seconds = 1;
+    let env = TestEnv::start_with(settings).await;
+    let session = env.open_session(51).await;
+
+    // Runs out at exp + leeway: about two seconds from now.
+    let mut stale = WsClient::connect(&env.ws_url()).await;
+    stale.authenticate(&player_token_until(51, now() + 1)).await;
+    // Already past exp, but inside the leeway: accepted, and ends within the leeway.
+    let mut at_the_edge = WsClient::connect(&env.ws_url()).await;
+    at_the_edge
+        .authenticate(&player_token_until(51, now()))
+        .await;
+    // Refreshed in time with a fresh token of the same player: lives on.
+    let mut refreshed = WsClient::connect(&env.ws_url()).await;
+    refreshed
+        .authenticate(&player_token_until(51, now() + 1))
+        .await;
+    refreshed
+        .send_json(json!({"type": "authenticate", "token": player_token_until(51, now() + 3600)}))
+        .await;
+    let again = refreshed.recv_type("authenticated").await;
+    assert_eq!(
+        (again["role"].as_str(), again["playerId"].as_i64()),
+        (Some("player"), Some(51)),
+        "{again}"
+    );
+    assert_eq!(again["sessionId"], session.to_string());
+    // Another identity's token on this socket is refused and changes nothing.
+    refreshed
+        .send_json(json!({"type": "authenticate", "token": player_token_until(52, now() + 3600)}))
+        .await;
+    assert_eq!(refreshed.recv_type("error").await["code"], "forbidden");
+    // So is a refused token; the socket keeps its good credential.
+    refreshed
+        .send_json(json!({"type": "authenticate", "token": "not-a-token"}))
+        .await;
+    assert_eq!(
+        refreshed.recv_type("error").await["code"],
+        "unauthenticated"
+    );
+
+    for (name, client) in [("stale", &mut stale), ("at the edge", &mut at_the_edge)] {
+        let err = client.recv_type("error").await;
+        assert_eq!(err["code"], "token_expired", "{name}: {err}");
+        match client.ending().await {
+            Ending::Closed(Some(code), reason) => {
+                assert_eq!((code, reason.as_str()), (4003, "token expired"), "{name}")
+            }
+            other => panic!("{name}: expected close 4003, got {other:?}"),
+        }
+    }
+
+    // The refreshed socket kept its subscription: a row written now reaches it.
+    env.db()
+        .await
+        .execute(
+            "insert into gre_chat_messages (session_id, sender, sender_id, sender_name, message) \
+             values ($1, 'gre', 'staff-7', 'Anna', 'still here?')",
+            &[&session],
+        )
+        .await
+        .expect("insert");
+    let m = refreshed.recv_type("chat_message").await;
+    assert_eq!(m["message"]["message"], "still here?");
+    refreshed.assert_alive().await;
+}

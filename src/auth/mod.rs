@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::AuthSettings;
 use api_keys::{ApiKeyKind, SecretKeys};
@@ -212,6 +212,17 @@ impl Verifier {
     }
 
     /// Clock skew allowed on `exp` and `nbf`.
+    /// When a socket authenticated with `verified` must end: the token's `exp` plus the leeway
+    /// (CONTRACT section 2), as a point on the monotonic clock. None for a secret API key.
+    pub fn socket_deadline(&self, verified: &Verified) -> Option<tokio::time::Instant> {
+        let exp = verified.expires_at?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let end = Duration::from_secs(exp) + self.leeway();
+        Some(tokio::time::Instant::now() + end.saturating_sub(now))
+    }
+
     pub fn leeway(&self) -> Duration {
         Duration::from_secs(self.inner.leeway)
     }
