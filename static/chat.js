@@ -5,6 +5,8 @@
   'use strict';
   const { $ } = GRE;
   const tokens = GRE.tokenStore('gre-chat-token');
+  /** The "sign-in ran out" banner (GRE.bindTokenRenewal), bound in boot(). */
+  let renewal = null;
 
   const ui = {
     signinView: $('#signin-view'),
@@ -79,6 +81,14 @@
       if (t) signIn(t);
     });
     ui.signOut.addEventListener('click', () => signOut(''));
+    renewal = GRE.bindTokenRenewal({
+      current: () => state.token,
+      onRenew: renew,
+      onOtherIdentity: (t) => {
+        signOut('');
+        signIn(t);
+      },
+    });
     ui.connRetry.addEventListener('click', () => state.relay && state.relay.retryNow());
     GRE.bindComposer(ui.replyInput, ui.replySend, send, () => {
       const s = state.openSessionId && state.sessions.get(state.openSessionId);
@@ -124,12 +134,23 @@
       onAuthenticated,
       onFrame,
       onAuthFailed: (reason) => signOut('The relay refused this token (' + reason + ').'),
+      onTokenExpired: () => renewal.expired(),
     });
+    renewal.watch(token);
     state.relay.start();
     ui.replyInput.focus();
   }
 
+  /** A fresh token of the same identity: keep the thread, resume from the cursors. */
+  function renew(token) {
+    tokens.set(token);
+    state.token = token;
+    renewal.watch(token);
+    if (state.relay) state.relay.renew(token);
+  }
+
   function signOut(error) {
+    renewal.reset();
     if (state.relay) state.relay.stop();
     state.relay = null;
     tokens.clear();

@@ -185,6 +185,96 @@
     };
   };
 
+  /** Whether two tokens name the same caller: a renewal must not switch identities. */
+  GRE.sameIdentity = function (a, b) {
+    const x = GRE.tokenClaims(a);
+    const y = GRE.tokenClaims(b);
+    if (!x || !y) return false;
+    const player = (c) => (c.app_metadata && c.app_metadata.player_id != null ? String(c.app_metadata.player_id) : null);
+    if (player(x) !== null || player(y) !== null) return player(x) === player(y);
+    return !!x.sub && x.sub === y.sub;
+  };
+
+  /**
+   * The "sign-in ran out" banner both pages share (elements #renew-banner, #renew-text,
+   * #renew-form, #renew-input, #renew-error). It warns a minute before the token's `exp`, takes
+   * over when the relay says the token expired, and accepts a fresh token pasted into it or
+   * given as a new `#token=` in the address (no reload). A token of the same identity goes to
+   * `onRenew(token)` (the page keeps its thread and resumes from its cursors); another
+   * identity to `onOtherIdentity(token)` (a full sign-in).
+   */
+  GRE.bindTokenRenewal = function (options) {
+    const banner = document.getElementById('renew-banner');
+    const text = document.getElementById('renew-text');
+    const form = document.getElementById('renew-form');
+    const input = document.getElementById('renew-input');
+    const error = document.getElementById('renew-error');
+    const WARN_BEFORE_MS = 60 * 1000;
+    let warnTimer = null;
+
+    function show(message, state) {
+      text.textContent = message;
+      banner.setAttribute('data-state', state);
+      banner.hidden = false;
+    }
+    function hide() {
+      banner.hidden = true;
+      error.hidden = true;
+      input.value = '';
+    }
+    function offer(token) {
+      const claims = GRE.tokenClaims(token);
+      if (!claims) {
+        error.textContent = 'That does not look like a token.';
+        error.hidden = false;
+        return;
+      }
+      if (typeof claims.exp === 'number' && claims.exp * 1000 < Date.now()) {
+        error.textContent = 'That token has expired too.';
+        error.hidden = false;
+        return;
+      }
+      hide();
+      const current = options.current();
+      if (current && GRE.sameIdentity(current, token)) options.onRenew(token);
+      else options.onOtherIdentity(token);
+    }
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const t = input.value.trim();
+      if (t) offer(t);
+    });
+    window.addEventListener('hashchange', () => {
+      const t = GRE.takeTokenFromFragment();
+      if (t) offer(t);
+    });
+    return {
+      /** Schedules the early warning for `token` (call after each sign-in or renewal). */
+      watch(token) {
+        if (warnTimer) clearTimeout(warnTimer);
+        warnTimer = null;
+        const claims = GRE.tokenClaims(token);
+        if (!claims || typeof claims.exp !== 'number') return;
+        const warnIn = claims.exp * 1000 - WARN_BEFORE_MS - Date.now();
+        warnTimer = setTimeout(() => {
+          warnTimer = null;
+          show('Your sign-in runs out in a minute. Paste a new token to stay connected.', 'expiring');
+        }, Math.max(0, warnIn));
+      },
+      /** The relay ended the socket: the token ran out. */
+      expired() {
+        show('Your sign-in ran out. Paste a new token to carry on where you left off.', 'expired');
+        input.focus();
+      },
+      /** Signed out: no banner, no warning. */
+      reset() {
+        if (warnTimer) clearTimeout(warnTimer);
+        warnTimer = null;
+        hide();
+      },
+    };
+  };
+
   // ---- REST --------------------------------------------------------------------------------
 
   /** Calls the relay's REST API. Resolves to the parsed body; rejects with .status and .code. */
@@ -256,6 +346,8 @@
    *   onFrame(frame)         — every other server frame.
    *   onState(state, detail) — for the connection indicator.
    *   onAuthFailed(reason)   — the token was refused: the caller signs out.
+   *   onTokenExpired()       — the token ran out on a live socket (error token_expired, close
+   *                            4003): no more reconnects until renew() hands a fresh token.
    */
   class Relay {
     constructor(options) {
@@ -264,6 +356,7 @@
       this.onFrame = options.onFrame || (() => {});
       this.onState = options.onState || (() => {});
       this.onAuthFailed = options.onAuthFailed || (() => {});
+      this.onTokenExpired = options.onTokenExpired || (() => {});
       this.url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
       this.ws = null;
       this.authed = false;
@@ -324,6 +417,25 @@
       return this.authed;
     }
 
+    /**
+     * A fresh token of the same identity. On a live socket it is sent as a new `authenticate`
+     * (the relay extends the socket's life, subscriptions intact); after expiry the connection
+     * starts again and the page resumes from its cursors.
+     */
+    renew(token) {
+      this.token = token;
+      if (this.authed && this.ws && this.ws.readyState === WebSocket.OPEN) {
+        try {
+          this.ws.send(JSON.stringify({ type: 'authenticate', token }));
+          return;
+        } catch (_) {
+          /* fall through: reconnect with the new token */
+        }
+      }
+      if (this.stopped) this.start();
+      else this.retryNow();
+    }
+
     retryNow() {
       if (this.stopped || this.ws) return;
       this.clearRetry();
@@ -372,6 +484,14 @@
     }
 
     handle(frame) {
+      if (frame.type === 'authenticated' && this.authed) {
+        // The answer to renew() on a live socket: nothing to redo.
+        return;
+      }
+      if (frame.type === 'error' && frame.code === 'token_expired') {
+        this.expire();
+        return;
+      }
       if (frame.type === 'authenticated') {
         this.authed = true;
         this.attempt = 0;
@@ -399,12 +519,24 @@
       this.authed = false;
       this.stopHeartbeat();
       if (this.stopped) return;
+      if (code === 4003) {
+        this.expire();
+        return;
+      }
       if (code === 4001 && /invalid token/i.test(reason)) {
         this.stop();
         this.onAuthFailed('the token was refused');
         return;
       }
       this.scheduleRetry();
+    }
+
+    /** The token ran out: stop (a reconnect with it would be refused) and tell the page. */
+    expire() {
+      if (this.stopped) return;
+      this.stop();
+      this.setState('disconnected', 'sign-in ran out');
+      this.onTokenExpired();
     }
 
     scheduleRetry() {

@@ -873,3 +873,117 @@ async fn pages_reconnect_and_resume_after_a_relay_restart() {
     player.screenshot("chat-after-restart.png").await;
     tokio::join!(staff.close(), player.close());
 }
+
+/// A token signed with the harness secret that runs out at `exp` (Unix seconds).
+fn token_until(claims: serde_json::Value, exp: u64) -> String {
+    let mut claims = claims;
+    claims["exp"] = serde_json::json!(exp);
+    claims["aud"] = serde_json::json!("authenticated");
+    gre_relay::auth::mint_raw(SECRET, &claims)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+#[tokio::test]
+async fn pages_say_when_the_sign_in_ran_out_and_resume_with_a_new_token() {
+    require_browser();
+    let mut settings = test_settings();
+    settings.auth.leeway_seconds = 0;
+    let env = TestEnv::start_with(settings).await;
+    let db = env.db().await;
+    let session = env.open_session(61).await;
+    insert_gre_message(&db, session, "Hello before the expiry").await;
+
+    let player_claims = serde_json::json!({"sub": "user-61", "role": "authenticated", "app_metadata": {"player_id": 61}});
+    let staff_claims = serde_json::json!({"sub": "staff-9", "role": "authenticated", "app_metadata": {"role": "gre_staff"}, "user_metadata": {"name": "Ben"}});
+    let driver = Chromedriver::start().await;
+    let (staff, player) = tokio::join!(
+        driver.browser("console-expiry"),
+        driver.browser("chat-expiry")
+    );
+    let soon = unix_now() + 6;
+    player
+        .goto(&format!(
+            "{}#token={}",
+            env.http_url("/chat"),
+            token_until(player_claims.clone(), soon)
+        ))
+        .await;
+    staff
+        .goto(&format!(
+            "{}#token={}",
+            env.http_url("/console"),
+            token_until(staff_claims.clone(), soon)
+        ))
+        .await;
+    player.wait_state("connected", UI_WAIT).await;
+    staff.wait_state("connected", UI_WAIT).await;
+    player.wait_message("Hello before the expiry").await;
+
+    // The token runs out: both pages say so, and stop reconnecting.
+    let banner_state = "const b = document.querySelector('[data-testid=token-expired]'); \
+                        return b && !b.hidden ? b.getAttribute('data-state') : null;";
+    for page in [&player, &staff] {
+        page.wait_js(
+            "the page says the sign-in ran out",
+            Duration::from_secs(15),
+            banner_state,
+            vec![],
+            |v| v == "expired",
+        )
+        .await;
+        let shown = page.connection_state().await;
+        assert!(shown.starts_with("[\"disconnected\""), "{shown}");
+    }
+    // Written while the pages are signed out: only a resume brings it.
+    insert_gre_message(&db, session, "Written while your sign-in was out").await;
+    player.screenshot("chat-token-expired.png").await;
+    staff.screenshot("console-token-expired.png").await;
+
+    // A fresh token of the same identity, pasted: the pages carry on where they were.
+    for (page, claims) in [(&player, &player_claims), (&staff, &staff_claims)] {
+        let fresh = token_until(claims.clone(), unix_now() + 3600);
+        page.wait_css("[data-testid=renew-token-input]")
+            .await
+            .send_keys(&fresh)
+            .await
+            .expect("type the new token");
+        page.wait_css("[data-testid=renew-token]")
+            .await
+            .click()
+            .await
+            .expect("continue");
+        page.wait_state("connected", UI_WAIT).await;
+    }
+    player
+        .wait_message("Written while your sign-in was out")
+        .await;
+    staff
+        .wait_css(&format!(
+            "[data-testid=session-item][data-session-id='{session}']"
+        ))
+        .await
+        .click()
+        .await
+        .expect("open the thread");
+    staff
+        .wait_message("Written while your sign-in was out")
+        .await;
+    // Live again, both ways, and nothing shown twice.
+    player.send("Back again").await;
+    staff.wait_message("Back again").await;
+    let shown = player.messages().await;
+    let mut ids: Vec<&str> = shown.iter().filter_map(|m| m["id"].as_str()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((n, ids.len()), (3, 3), "{shown:?}");
+    assert!(player.js(banner_state, vec![]).await.is_null());
+    player.assert_no_console_errors().await;
+    tokio::join!(staff.close(), player.close());
+}
