@@ -64,6 +64,11 @@ impl Metrics {
             listener.notifications.clone(),
         );
         registry.register(
+            "notifications_ignored",
+            "NOTIFY payloads not acted on: malformed, unknown kind, naming rows that do not exist, or relayed events without a valid signature",
+            listener.ignored.clone(),
+        );
+        registry.register(
             "events_published",
             "Events fanned out by the hub",
             hub.published.clone(),

@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("sql/0070_wire_json.sql"),
     migration!("sql/0080_chat_access.sql"),
     migration!("sql/0090_presence.sql"),
+    migration!("sql/0180_relay_event_key.sql"),
     migration!("triggers/10_message_before_insert.sql"),
     migration!("triggers/20_message_notify.sql"),
     migration!("triggers/30_session_before_update.sql"),
