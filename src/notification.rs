@@ -374,20 +374,15 @@ impl RelayKey {
             t: now_ms,
             ev: event.clone(),
         };
-        // Serializing these plain types cannot fail; an empty body would fail verification.
-        let body = serde_json::to_string(&body).unwrap_or_default();
+        // Serializing these plain types cannot fail; were it to, the empty payload would be
+        // refused (and counted) by every relay rather than sent unsigned.
+        let Ok(v) = serde_json::value::to_raw_value(&body) else {
+            return String::new();
+        };
         let mut mac = self.mac();
-        mac.update(body.as_bytes());
+        mac.update(v.get().as_bytes());
         let mac = hex(&mac.finalize().into_bytes());
-        let raw = RawValue::from_string(body).unwrap_or_else(|_| {
-            RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!())
-        });
-        serde_json::to_string(&SealedWire {
-            k: "e",
-            v: &raw,
-            mac,
-        })
-        .unwrap_or_default()
+        serde_json::to_string(&SealedWire { k: "e", v: &v, mac }).unwrap_or_default()
     }
 
     /// Verifies a relayed event's signature and age, then its fields.

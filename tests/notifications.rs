@@ -440,3 +440,32 @@ async fn a_mass_update_reaches_staff_as_one_event_and_a_no_op_update_as_none() {
     );
     assert_eq!(a["message"]["status"], "delivered");
 }
+
+#[tokio::test]
+async fn the_relay_key_is_readable_by_no_api_role_and_no_other_login() {
+    let env = TestEnv::start().await;
+    let (mallory, _heard) = mallory(&env).await;
+    let denied = mallory
+        .query("select key from gre_relay.relay_event_key", &[])
+        .await
+        .expect_err("mallory must not read the key");
+    assert_eq!(
+        denied.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    );
+    let db = env.db().await;
+    for role in ["anon", "authenticated", "service_role"] {
+        let err = db
+            .batch_execute(&format!(
+                "begin; set local role {role}; select key from gre_relay.relay_event_key; commit"
+            ))
+            .await
+            .expect_err("an API role must not read the key");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{role}: {err:?}"
+        );
+        db.batch_execute("rollback").await.expect("rollback");
+    }
+}
