@@ -48,6 +48,10 @@ const QUEUE: usize = 4096;
 /// Notifications whose rows are being read at once. Half the default pool: the other half
 /// stays for clients' requests.
 const READS_IN_FLIGHT: usize = 8;
+/// Notifications taken into one batch when several are waiting.
+const BATCH_MAX: usize = 64;
+/// Most message ids read with one query when consecutive hints are merged.
+const MERGE_IDS: usize = 1000;
 /// How often a quiet connection is checked with a query, to notice a dead peer.
 const PROBE_EVERY: Duration = Duration::from_secs(15);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -263,9 +267,18 @@ impl Listener {
                 }
                 n = rx.recv(), if reading.len() < READS_IN_FLIGHT => match n {
                     Some(n) => {
-                        self.status.notifications.inc();
+                        // Whatever else is already waiting goes in the same batch: under load,
+                        // one read serves many notifications.
+                        let mut batch = vec![n.payload().to_owned()];
+                        while batch.len() < BATCH_MAX {
+                            match rx.try_recv() {
+                                Ok(n) => batch.push(n.payload().to_owned()),
+                                Err(_) => break,
+                            }
+                        }
+                        self.status.notifications.inc_by(batch.len() as u64);
                         self.status.last_notification_ms.store(now_ms(), Ordering::Relaxed);
-                        reading.push_back(Box::pin(self.resolve(n.payload().to_owned())));
+                        reading.push_back(Box::pin(self.resolve(batch)));
                     }
                     None => return Err(ListenError::Closed),
                 },
@@ -336,39 +349,85 @@ impl Listener {
         tracing::debug!(reason = %why, "ignoring a notification");
     }
 
-    /// Reads what one notification names and works out its hub events. Touches no hub state
-    /// (several run at once); [`Listener::apply`] applies the result in arrival order.
-    async fn resolve(&self, payload: String) -> Result<Vec<Action>, StoreError> {
-        let hint = match Hint::parse(&payload) {
-            Ok(h) => h,
-            Err(e) => {
-                self.ignore(&e);
-                return Ok(Vec::new());
-            }
-        };
+    /// Reads what a batch of notifications (in arrival order) names and works out their hub
+    /// events, in the same order. Touches no hub state (several batches are read at once);
+    /// [`Listener::apply`] applies the result. Consecutive message hints of one kind are read
+    /// with one query: rows come back in (session, number) order, which within a session is
+    /// commit order, so merging them changes no session's order.
+    async fn resolve(&self, payloads: Vec<String>) -> Result<Vec<Action>, StoreError> {
         let mut actions = Vec::new();
-        match hint {
-            Hint::Messages { op, ids } => {
-                let rows = self.store.messages_by_ids(&ids).await?;
-                if rows.len() < ids.len() {
-                    // Deleted since, or never existed (a forged hint).
-                    self.ignore(&"names messages that do not exist");
+        let mut run: Option<(MessageOp, Vec<Uuid>)> = None;
+        for payload in &payloads {
+            let hint = match Hint::parse(payload) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.ignore(&e);
+                    continue;
                 }
-                for m in rows {
-                    actions.push(match op {
-                        MessageOp::Inserted => Action::Message {
-                            session_id: m.session_id,
-                            seq: m.seq,
-                            frame: Utf8Bytes::from(protocol::chat_message_frame(&m.json)),
-                        },
-                        MessageOp::Updated => Action::Frame {
-                            session_id: m.session_id,
-                            frame: Utf8Bytes::from(protocol::message_updated_frame(&m.json)),
-                            except: None,
-                        },
-                    });
+            };
+            match hint {
+                Hint::Messages { op, ids } => match &mut run {
+                    Some((run_op, run_ids))
+                        if *run_op == op && run_ids.len() + ids.len() <= MERGE_IDS =>
+                    {
+                        run_ids.extend(ids)
+                    }
+                    _ => {
+                        if let Some((op, ids)) = run.replace((op, ids)) {
+                            self.read_messages(op, &ids, &mut actions).await?;
+                        }
+                    }
+                },
+                other => {
+                    if let Some((op, ids)) = run.take() {
+                        self.read_messages(op, &ids, &mut actions).await?;
+                    }
+                    self.resolve_one(other, &mut actions).await?;
                 }
             }
+        }
+        if let Some((op, ids)) = run {
+            self.read_messages(op, &ids, &mut actions).await?;
+        }
+        Ok(actions)
+    }
+
+    /// The events of message hints: the rows with these ids, as they are in the table.
+    async fn read_messages(
+        &self,
+        op: MessageOp,
+        ids: &[Uuid],
+        actions: &mut Vec<Action>,
+    ) -> Result<(), StoreError> {
+        let rows = self.store.messages_by_ids(ids).await?;
+        let mut distinct = ids.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if rows.len() < distinct.len() {
+            // Deleted since, or never existed (a forged hint).
+            self.ignore(&"names messages that do not exist");
+        }
+        for m in rows {
+            actions.push(match op {
+                MessageOp::Inserted => Action::Message {
+                    session_id: m.session_id,
+                    seq: m.seq,
+                    frame: Utf8Bytes::from(protocol::chat_message_frame(&m.json)),
+                },
+                MessageOp::Updated => Action::Frame {
+                    session_id: m.session_id,
+                    frame: Utf8Bytes::from(protocol::message_updated_frame(&m.json)),
+                    except: None,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// The events of any other hint.
+    async fn resolve_one(&self, hint: Hint, actions: &mut Vec<Action>) -> Result<(), StoreError> {
+        match hint {
+            Hint::Messages { op, ids } => self.read_messages(op, &ids, actions).await?,
             Hint::Ranges(ranges) => {
                 let found = self.store.message_ranges(&ranges).await?;
                 if found.len() < ranges.len() {
@@ -430,7 +489,7 @@ impl Listener {
                 Err(e) => self.ignore(&e),
             },
         }
-        Ok(actions)
+        Ok(())
     }
 
     /// The client frame for a verified relayed event, built here from its fields.
