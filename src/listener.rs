@@ -9,9 +9,11 @@
 //! to the clients that may see them. Relayed events (typing, messages_read) are believed only
 //! with a relay's signature. What the listener refuses is counted in `notifications_ignored`.
 //!
-//! Reads do not hold each other up more than needed: up to [`READS_IN_FLIGHT`] notifications
-//! are read concurrently, and their events are applied to the hub strictly in the order the
-//! notifications arrived (commit order), so every session's events keep their order.
+//! Reads do not hold each other up more than needed: notifications that are waiting together
+//! are read as one batch (consecutive message hints with one query), up to
+//! [`READS_IN_FLIGHT`] batches are read concurrently, and their events are applied to the hub
+//! strictly in the order the notifications arrived (commit order), so every session's events
+//! keep their order.
 //!
 //! When the connection dies (network, `pg_terminate_backend`, a database restart) it reconnects
 //! with capped, jittered backoff (so a fleet of relays does not stampede a recovering database),
@@ -45,9 +47,11 @@ pub const CHANNEL: &str = "gre_relay";
 /// Notifications waiting between the connection driver and the dispatcher. When full, the
 /// driver stops reading the socket and PostgreSQL queues the rest: nothing is lost.
 const QUEUE: usize = 4096;
-/// Notifications whose rows are being read at once. Half the default pool: the other half
-/// stays for clients' requests.
-const READS_IN_FLIGHT: usize = 8;
+/// Batches of notifications whose rows are being read at once. Two keep one read going while
+/// the previous one's events are applied; more did not deliver faster but made fewer, smaller
+/// batches, so more queries (docs/performance.md: at the database's ceiling, 8 cost 12% more
+/// database CPU per row than 2).
+const READS_IN_FLIGHT: usize = 2;
 /// Notifications taken into one batch when several are waiting.
 const BATCH_MAX: usize = 64;
 /// Most message ids read with one query when consecutive hints are merged.
