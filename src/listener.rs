@@ -38,6 +38,7 @@ use uuid::Uuid;
 use crate::hub::{ConnId, Hub};
 use crate::notification::{Hint, HintError, MessageOp, RelayKey, RelayedEvent, Side};
 use crate::protocol::{self, Cursor};
+use crate::rate_limit::TokenBucket;
 use crate::store::{pg_config, tls_connector, Store, StoreError};
 
 pub use crate::notification::Origin;
@@ -67,6 +68,14 @@ const BACKFILL_PAGE: i64 = 500;
 /// messages (beyond that, staff consoles resubscribe with their cursors, see docs/protocol.md).
 const STAFF_BACKFILL_MARGIN: Duration = Duration::from_secs(60);
 const STAFF_BACKFILL_LIMIT: i64 = 20_000;
+/// Frames about changed messages (`message_updated`, `messages_updated`) this relay sends per
+/// second, and at most at once. Anyone who can LISTEN learns message ids and could replay update
+/// hints naming them: each would re-send real rows to the staff, and enough of them would close
+/// every staff console with 4008. Legitimate changes stay far below this (a mass update is one
+/// frame per session); beyond it, such frames are dropped and counted. Statuses are not part of
+/// the delivery promise: a client that resubscribes reads them from the table.
+const UPDATE_FRAMES_PER_SECOND: f64 = 2_000.0;
+const UPDATE_FRAMES_BURST: f64 = 4_000.0;
 /// Sessions whose player id is remembered for a player's typing events; cleared when full.
 const PLAYER_CACHE: usize = 10_000;
 
@@ -82,6 +91,8 @@ pub struct ListenerStatus {
     pub ignored: Counter,
     /// Connections lost and re-established (the failover metric).
     pub reconnects: Counter,
+    /// `message_updated` / `messages_updated` frames not sent: beyond the update budget.
+    pub updates_dropped: Counter,
 }
 
 impl ListenerStatus {
@@ -112,6 +123,8 @@ enum Action {
         seq: i64,
         frame: Utf8Bytes,
     },
+    /// A message (or range of messages) changed: a frame within the update budget.
+    Update { session_id: Uuid, frame: Utf8Bytes },
     /// Any other frame about a session, to its subscribers and staff.
     Frame {
         session_id: Uuid,
@@ -139,6 +152,9 @@ pub struct Listener {
     /// Session -> player, for the sender of a player's typing (the event names no player). A
     /// session's player never changes. A std mutex: never held across an await.
     players: Mutex<HashMap<Uuid, i64>>,
+    /// The update budget (see [`UPDATE_FRAMES_PER_SECOND`]). A std mutex: never held across an
+    /// await.
+    update_budget: Mutex<TokenBucket>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +187,10 @@ impl Listener {
             key,
             online_staff: AtomicI64::new(-1),
             players: Mutex::new(HashMap::new()),
+            update_budget: Mutex::new(TokenBucket::new(
+                UPDATE_FRAMES_PER_SECOND,
+                UPDATE_FRAMES_BURST,
+            )),
         }
     }
 
@@ -418,10 +438,9 @@ impl Listener {
                     seq: m.seq,
                     frame: Utf8Bytes::from(protocol::chat_message_frame(&m.json)),
                 },
-                MessageOp::Updated => Action::Frame {
+                MessageOp::Updated => Action::Update {
                     session_id: m.session_id,
                     frame: Utf8Bytes::from(protocol::message_updated_frame(&m.json)),
-                    except: None,
                 },
             });
         }
@@ -444,10 +463,9 @@ impl Listener {
                         Cursor(r.to),
                         r.count,
                     );
-                    actions.push(Action::Frame {
+                    actions.push(Action::Update {
                         session_id: r.session_id,
                         frame: Utf8Bytes::from(frame),
-                        except: None,
                     });
                 }
             }
@@ -589,6 +607,18 @@ impl Listener {
                     frame,
                 } => {
                     self.hub.publish_message(session_id, seq, frame);
+                }
+                Action::Update { session_id, frame } => {
+                    let within = self
+                        .update_budget
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .take();
+                    if within {
+                        self.hub.publish_frame(session_id, frame, None);
+                    } else {
+                        self.status.updates_dropped.inc();
+                    }
                 }
                 Action::Frame {
                     session_id,

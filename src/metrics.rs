@@ -69,6 +69,11 @@ impl Metrics {
             listener.ignored.clone(),
         );
         registry.register(
+            "update_frames_dropped",
+            "message_updated and messages_updated frames not sent because the update budget was spent",
+            listener.updates_dropped.clone(),
+        );
+        registry.register(
             "events_published",
             "Events fanned out by the hub",
             hub.published.clone(),

@@ -469,3 +469,50 @@ async fn the_relay_key_is_readable_by_no_api_role_and_no_other_login() {
         db.batch_execute("rollback").await.expect("rollback");
     }
 }
+
+#[tokio::test]
+async fn replayed_update_hints_do_not_flood_staff_off() {
+    let env = TestEnv::start().await;
+    let db = env.db().await;
+    let (mallory, _heard) = mallory(&env).await;
+    let session = env.open_session(95).await;
+    let rows: i64 = 12_000;
+    let ids: Vec<Uuid> = db
+        .query(
+            "insert into gre_chat_messages (session_id, sender, message) \
+             select $1, 'gre', 'line ' || g from generate_series(1, $2::bigint) g returning id",
+            &[&session, &rows],
+        )
+        .await
+        .expect("insert")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    eventually(Duration::from_secs(30), "the inserts published", || async {
+        metric(&env, "gre_relay_events_published_total").await >= rows as f64
+    })
+    .await;
+    let mut staff = env.staff("staff-8").await;
+    staff.assert_alive().await;
+
+    // Ids anyone learns with LISTEN, named in update hints: 12,000 message_updated frames if the
+    // relay believed them all, more than a staff socket's queue (8,192) holds unread.
+    for chunk in ids.chunks(200) {
+        forge(
+            &mallory,
+            &json!({"k": "m", "op": "u", "ids": chunk}).to_string(),
+        )
+        .await;
+    }
+    eventually(Duration::from_secs(20), "the hints handled", || async {
+        metric(&env, "gre_relay_update_frames_dropped_total").await
+            + metric(&env, "gre_relay_events_published_total").await
+            >= (2 * rows) as f64
+    })
+    .await;
+    // The staff socket was not closed, and live delivery goes on.
+    staff.assert_alive().await;
+    let next = insert_gre(&db, session, "still here").await;
+    chat_message_with_id(&mut staff, next).await;
+    assert!(metric(&env, "gre_relay_update_frames_dropped_total").await > 0.0);
+}
