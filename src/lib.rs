@@ -8,7 +8,9 @@
 //! - [`migrate`]: applies `sql/` and `triggers/` and keeps the ledger.
 //! - [`embedded_postgres`]: the private PostgreSQL cluster used when no database is configured.
 //! - [`store`]: every query the relay runs on the pool.
-//! - [`listener`]: the dedicated LISTEN connection; turns notifications into hub events.
+//! - [`notification`]: the NOTIFY payloads (hints and signed relayed events), parsed in one place.
+//! - [`listener`]: the dedicated LISTEN connection; reads the rows a notification names and turns
+//!   them into hub events.
 //! - [`hub`]: who is subscribed to what; fans events out over bounded queues.
 //! - [`protocol`]: the JSON frames of the WebSocket protocol.
 //! - [`ws_connection`]: one task per WebSocket client.
@@ -29,6 +31,7 @@ pub mod hub;
 pub mod listener;
 pub mod metrics;
 pub mod migrate;
+pub mod notification;
 pub mod pages;
 pub mod presence;
 pub mod protocol;

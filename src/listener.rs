@@ -2,20 +2,33 @@
 //! LISTENs on channel `gre_relay` and turns each notification into hub events. This is where a
 //! NOTIFY becomes a frame.
 //!
+//! A notification is a hint (src/notification.rs): it names rows, and the listener reads those
+//! rows from the tables (one query per notification) and routes only from what it read: the
+//! session, the player and the cursor come from the row, never from the payload. So a
+//! `pg_notify` from anyone else can at most make the relay re-read committed rows and send them
+//! to the clients that may see them. Relayed events (typing, messages_read) are believed only
+//! with a relay's signature. What the listener refuses is counted in `notifications_ignored`.
+//!
+//! Reads do not hold each other up more than needed: notifications that are waiting together
+//! are read as one batch (consecutive message hints with one query), up to
+//! [`READS_IN_FLIGHT`] batches are read concurrently, and their events are applied to the hub
+//! strictly in the order the notifications arrived (commit order), so every session's events
+//! keep their order.
+//!
 //! When the connection dies (network, `pg_terminate_backend`, a database restart) it reconnects
 //! with capped, jittered backoff (so a fleet of relays does not stampede a recovering database),
 //! LISTENs again, and backfills every subscribed session from the last message it published, so
-//! connected clients miss nothing. The hub drops what it already published.
-//!
-//! Payloads are written by triggers/20_message_notify.sql and 40_session_notify.sql, and by the
-//! relay itself for events that are relayed but never stored (typing, messages_read).
+//! connected clients miss nothing. The hub drops what it already published. A read that fails
+//! fails the connection the same way: the catch-up reads the rows again.
 
+use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::AsyncMessage;
@@ -23,14 +36,27 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
 use crate::hub::{ConnId, Hub};
+use crate::notification::{Hint, HintError, MessageOp, RelayKey, RelayedEvent, Side};
 use crate::protocol::{self, Cursor};
+use crate::rate_limit::TokenBucket;
 use crate::store::{pg_config, tls_connector, Store, StoreError};
+
+pub use crate::notification::Origin;
 
 /// The channel every trigger notifies on.
 pub const CHANNEL: &str = "gre_relay";
 /// Notifications waiting between the connection driver and the dispatcher. When full, the
 /// driver stops reading the socket and PostgreSQL queues the rest: nothing is lost.
 const QUEUE: usize = 4096;
+/// Batches of notifications whose rows are being read at once. Two keep one read going while
+/// the previous one's events are applied; more did not deliver faster but made fewer, smaller
+/// batches, so more queries (docs/performance.md: at the database's ceiling, 8 cost 12% more
+/// database CPU per row than 2).
+const READS_IN_FLIGHT: usize = 2;
+/// Notifications taken into one batch when several are waiting.
+const BATCH_MAX: usize = 64;
+/// Most message ids read with one query when consecutive hints are merged.
+const MERGE_IDS: usize = 1000;
 /// How often a quiet connection is checked with a query, to notice a dead peer.
 const PROBE_EVERY: Duration = Duration::from_secs(15);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,6 +68,16 @@ const BACKFILL_PAGE: i64 = 500;
 /// messages (beyond that, staff consoles resubscribe with their cursors, see docs/protocol.md).
 const STAFF_BACKFILL_MARGIN: Duration = Duration::from_secs(60);
 const STAFF_BACKFILL_LIMIT: i64 = 20_000;
+/// Frames about changed messages (`message_updated`, `messages_updated`) this relay sends per
+/// second, and at most at once. Anyone who can LISTEN learns message ids and could replay update
+/// hints naming them: each would re-send real rows to the staff, and enough of them would close
+/// every staff console with 4008. Legitimate changes stay far below this (a mass update is one
+/// frame per session); beyond it, such frames are dropped and counted. Statuses are not part of
+/// the delivery promise: a client that resubscribes reads them from the table.
+const UPDATE_FRAMES_PER_SECOND: f64 = 2_000.0;
+const UPDATE_FRAMES_BURST: f64 = 4_000.0;
+/// Sessions whose player id is remembered for a player's typing events; cleared when full.
+const PLAYER_CACHE: usize = 10_000;
 
 /// What health checks and metrics read about the listener.
 #[derive(Debug, Default)]
@@ -50,8 +86,13 @@ pub struct ListenerStatus {
     /// Unix milliseconds of the last notification; 0 = none yet.
     pub last_notification_ms: AtomicU64,
     pub notifications: Counter,
+    /// Notifications not acted on: malformed, of an unknown kind, naming rows that do not
+    /// exist, or relayed events without a valid signature.
+    pub ignored: Counter,
     /// Connections lost and re-established (the failover metric).
     pub reconnects: Counter,
+    /// `message_updated` / `messages_updated` frames not sent: beyond the update budget.
+    pub updates_dropped: Counter,
 }
 
 impl ListenerStatus {
@@ -65,34 +106,38 @@ impl ListenerStatus {
     }
 }
 
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
-/// Identifies this relay process in relayed events, so a connection does not get its own
-/// typing indicator back.
-#[derive(Debug, Clone, Copy)]
-pub struct Origin {
-    pub instance: Uuid,
-    pub conn: ConnId,
+/// One change to the hub, computed from rows read for a notification and applied in order.
+enum Action {
+    /// A player's live connections follow a session that is not closed.
+    Follow { player_id: i64, session_id: Uuid },
+    /// A new message (deduplicated by its number).
+    Message {
+        session_id: Uuid,
+        seq: i64,
+        frame: Utf8Bytes,
+    },
+    /// A message (or range of messages) changed: a frame within the update budget.
+    Update { session_id: Uuid, frame: Utf8Bytes },
+    /// Any other frame about a session, to its subscribers and staff.
+    Frame {
+        session_id: Uuid,
+        frame: Utf8Bytes,
+        except: Option<ConnId>,
+    },
+    /// A frame to every connection, or staff only.
+    Broadcast { frame: Utf8Bytes, staff_only: bool },
+    /// The number of GRE staff online now: everyone hears it when it changed.
+    OnlineStaff(i64),
 }
 
-impl Origin {
-    fn to_wire(self) -> String {
-        format!("{}:{}", self.instance, self.conn)
-    }
-}
-
-/// Builds the payload of a relayed (never stored) event about a session.
-pub fn relayed_event_payload(session_id: Uuid, origin: Origin, frame: &str) -> String {
-    format!(
-        r#"{{"k":"e","sessionId":"{session_id}","origin":"{}","frame":{frame}}}"#,
-        origin.to_wire()
-    )
-}
+type Resolving<'a> = Pin<Box<dyn Future<Output = Result<Vec<Action>, StoreError>> + Send + 'a>>;
 
 pub struct Listener {
     url: String,
@@ -100,8 +145,16 @@ pub struct Listener {
     hub: Arc<Hub>,
     status: Arc<ListenerStatus>,
     instance: Uuid,
+    /// Verifies relayed events (sql/0180_relay_event_key.sql).
+    key: Arc<RelayKey>,
     /// Online GRE count last told to clients; -1 = not yet known.
-    online_staff: std::sync::atomic::AtomicI64,
+    online_staff: AtomicI64,
+    /// Session -> player, for the sender of a player's typing (the event names no player). A
+    /// session's player never changes. A std mutex: never held across an await.
+    players: Mutex<HashMap<Uuid, i64>>,
+    /// The update budget (see [`UPDATE_FRAMES_PER_SECOND`]). A std mutex: never held across an
+    /// await.
+    update_budget: Mutex<TokenBucket>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +176,7 @@ impl Listener {
         hub: Arc<Hub>,
         status: Arc<ListenerStatus>,
         instance: Uuid,
+        key: Arc<RelayKey>,
     ) -> Self {
         Listener {
             url,
@@ -130,7 +184,13 @@ impl Listener {
             hub,
             status,
             instance,
-            online_staff: std::sync::atomic::AtomicI64::new(-1),
+            key,
+            online_staff: AtomicI64::new(-1),
+            players: Mutex::new(HashMap::new()),
+            update_budget: Mutex::new(TokenBucket::new(
+                UPDATE_FRAMES_PER_SECOND,
+                UPDATE_FRAMES_BURST,
+            )),
         }
     }
 
@@ -219,10 +279,31 @@ impl Listener {
 
         let mut probe = tokio::time::interval(PROBE_EVERY);
         probe.tick().await;
+        // Notifications whose rows are being read, oldest first; applied in this order.
+        let mut reading: FuturesOrdered<Resolving<'_>> = FuturesOrdered::new();
         loop {
             tokio::select! {
-                n = rx.recv() => match n {
-                    Some(n) => self.dispatch(n.payload()).await,
+                // The oldest read finished: apply it (FuturesOrdered yields in push order).
+                Some(done) = reading.next(), if !reading.is_empty() => {
+                    // A failed read: the row is in the table, and the reconnect's catch-up
+                    // reads it again for the clients that should have it.
+                    self.apply(done?);
+                }
+                n = rx.recv(), if reading.len() < READS_IN_FLIGHT => match n {
+                    Some(n) => {
+                        // Whatever else is already waiting goes in the same batch: under load,
+                        // one read serves many notifications.
+                        let mut batch = vec![n.payload().to_owned()];
+                        while batch.len() < BATCH_MAX {
+                            match rx.try_recv() {
+                                Ok(n) => batch.push(n.payload().to_owned()),
+                                Err(_) => break,
+                            }
+                        }
+                        self.status.notifications.inc_by(batch.len() as u64);
+                        self.status.last_notification_ms.store(now_ms(), Ordering::Relaxed);
+                        reading.push_back(Box::pin(self.resolve(batch)));
+                    }
                     None => return Err(ListenError::Closed),
                 },
                 _ = probe.tick() => {
@@ -286,131 +367,273 @@ impl Listener {
         Ok(())
     }
 
-    /// Turns one payload into hub events. A payload that cannot be understood is logged and
-    /// skipped: it was not written by gre-relay's triggers.
-    pub async fn dispatch(&self, payload: &str) {
-        self.status.notifications.inc();
-        self.status
-            .last_notification_ms
-            .store(now_ms(), Ordering::Relaxed);
-        let envelope: Envelope = match serde_json::from_str(payload) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring a notification that is not gre-relay's");
-                return;
-            }
-        };
-        match envelope.k.as_str() {
-            "m" => {
-                let update = envelope.op.as_deref() == Some("u");
-                for item in envelope.rows.unwrap_or_default() {
-                    self.dispatch_message(item, update).await;
-                }
-            }
-            "s" => {
-                let Some(session) = envelope.session else {
-                    return;
-                };
-                match serde_json::from_str::<SessionHead>(session.get()) {
-                    Ok(head) => {
-                        if head.status != "closed" {
-                            if let Some(player_id) = head.player_id {
-                                self.hub.follow_new_session(player_id, head.id);
-                            }
-                        }
-                        let frame = protocol::session_updated_frame(&session);
-                        self.hub
-                            .publish_frame(head.id, Utf8Bytes::from(frame), None);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "bad session notification"),
-                }
-            }
-            "e" => {
-                let (Some(session_id), Some(frame)) = (envelope.session_id, envelope.frame) else {
-                    return;
-                };
-                let except = envelope.origin.as_deref().and_then(|o| self.own_conn(o));
-                self.hub
-                    .publish_frame(session_id, Utf8Bytes::from(frame.get().to_owned()), except);
-            }
-            "p" => self.dispatch_presence(envelope).await,
-            other => tracing::warn!(kind = other, "unknown notification kind"),
-        }
+    /// Counts and logs a notification that is not acted on.
+    fn ignore(&self, why: &dyn std::fmt::Display) {
+        self.status.ignored.inc();
+        tracing::debug!(reason = %why, "ignoring a notification");
     }
 
-    /// A GRE's presence changed: staff hear who; everyone hears whether any GRE is online.
-    async fn dispatch_presence(&self, envelope: Envelope) {
-        let Some(gre_id) = envelope.gre_id else {
-            return;
-        };
-        let status = envelope.status.unwrap_or_else(|| "offline".into());
-        let frame = protocol::staff_presence_frame(
-            &gre_id,
-            envelope.is_online.unwrap_or(false),
-            &status,
-            envelope.last_seen.as_deref(),
-        );
-        self.hub.broadcast(Utf8Bytes::from(frame), true);
-        match self.store.online_staff_count().await {
-            Ok(count) => {
-                if self.online_staff.swap(count, Ordering::Relaxed) != count {
-                    self.hub
-                        .broadcast(Utf8Bytes::from(protocol::gre_presence_frame(count)), false);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "could not count online staff"),
-        }
-    }
-
-    async fn dispatch_message(&self, item: Box<RawValue>, update: bool) {
-        let head: Head = match serde_json::from_str(item.get()) {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(error = %e, "bad message notification");
-                return;
-            }
-        };
-        // Too big for NOTIFY: the trigger sent a reference; read the row back.
-        let (json, seq) = if head.is_ref {
-            match self.store.message(head.id).await {
-                Ok(Some(m)) => (m.json, m.seq),
-                Ok(None) => return, // deleted since
+    /// Reads what a batch of notifications (in arrival order) names and works out their hub
+    /// events, in the same order. Touches no hub state (several batches are read at once);
+    /// [`Listener::apply`] applies the result. Consecutive message hints of one kind are read
+    /// with one query: rows come back in (session, number) order, which within a session is
+    /// commit order, so merging them changes no session's order.
+    async fn resolve(&self, payloads: Vec<String>) -> Result<Vec<Action>, StoreError> {
+        let mut actions = Vec::new();
+        let mut run: Option<(MessageOp, Vec<Uuid>)> = None;
+        for payload in &payloads {
+            let hint = match Hint::parse(payload) {
+                Ok(h) => h,
                 Err(e) => {
-                    // The row is in the table: resuming clients will get it; live ones are told
-                    // nothing until then. Say so loudly.
-                    tracing::error!(error = %e, id = %head.id, "could not read back a large message");
-                    return;
+                    self.ignore(&e);
+                    continue;
+                }
+            };
+            match hint {
+                Hint::Messages { op, ids } => match &mut run {
+                    Some((run_op, run_ids))
+                        if *run_op == op && run_ids.len() + ids.len() <= MERGE_IDS =>
+                    {
+                        run_ids.extend(ids)
+                    }
+                    _ => {
+                        if let Some((op, ids)) = run.replace((op, ids)) {
+                            self.read_messages(op, &ids, &mut actions).await?;
+                        }
+                    }
+                },
+                other => {
+                    if let Some((op, ids)) = run.take() {
+                        self.read_messages(op, &ids, &mut actions).await?;
+                    }
+                    self.resolve_one(other, &mut actions).await?;
                 }
             }
-        } else {
-            let seq = head
-                .cursor
-                .as_deref()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            (item, seq)
-        };
-        let session_id = head.session_id.unwrap_or_default();
-        if update {
-            self.hub.publish_frame(
-                session_id,
-                Utf8Bytes::from(protocol::message_updated_frame(&json)),
-                None,
-            );
-        } else {
-            self.hub.publish_message(
-                session_id,
-                seq,
-                Utf8Bytes::from(protocol::chat_message_frame(&json)),
-            );
         }
+        if let Some((op, ids)) = run {
+            self.read_messages(op, &ids, &mut actions).await?;
+        }
+        Ok(actions)
     }
 
-    fn own_conn(&self, origin: &str) -> Option<ConnId> {
-        let (instance, conn) = origin.split_once(':')?;
-        (instance == self.instance.to_string())
-            .then(|| conn.parse().ok())
-            .flatten()
+    /// The events of message hints: the rows with these ids, as they are in the table.
+    async fn read_messages(
+        &self,
+        op: MessageOp,
+        ids: &[Uuid],
+        actions: &mut Vec<Action>,
+    ) -> Result<(), StoreError> {
+        let rows = self.store.messages_by_ids(ids).await?;
+        let mut distinct = ids.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if rows.len() < distinct.len() {
+            // Deleted since, or never existed (a forged hint).
+            self.ignore(&"names messages that do not exist");
+        }
+        for m in rows {
+            actions.push(match op {
+                MessageOp::Inserted => Action::Message {
+                    session_id: m.session_id,
+                    seq: m.seq,
+                    frame: Utf8Bytes::from(protocol::chat_message_frame(&m.json)),
+                },
+                MessageOp::Updated => Action::Update {
+                    session_id: m.session_id,
+                    frame: Utf8Bytes::from(protocol::message_updated_frame(&m.json)),
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// The events of any other hint.
+    async fn resolve_one(&self, hint: Hint, actions: &mut Vec<Action>) -> Result<(), StoreError> {
+        match hint {
+            Hint::Messages { op, ids } => self.read_messages(op, &ids, actions).await?,
+            Hint::Ranges(ranges) => {
+                let found = self.store.message_ranges(&ranges).await?;
+                if found.len() < ranges.len() {
+                    self.ignore(&"names message ranges that hold no messages");
+                }
+                for r in found {
+                    let frame = protocol::messages_updated_frame(
+                        r.session_id,
+                        Cursor(r.from),
+                        Cursor(r.to),
+                        r.count,
+                    );
+                    actions.push(Action::Update {
+                        session_id: r.session_id,
+                        frame: Utf8Bytes::from(frame),
+                    });
+                }
+            }
+            Hint::Session(id) => match self.store.session(id).await? {
+                Some(session) => {
+                    self.remember_player(session.id, session.player_id);
+                    if !session.is_closed() {
+                        actions.push(Action::Follow {
+                            player_id: session.player_id,
+                            session_id: session.id,
+                        });
+                    }
+                    actions.push(Action::Frame {
+                        session_id: session.id,
+                        frame: Utf8Bytes::from(protocol::session_updated_frame(&session.json)),
+                        except: None,
+                    });
+                }
+                None => self.ignore(&"names a session that does not exist"),
+            },
+            Hint::Presence(gre_id) => match self.store.staff_presence(&gre_id).await? {
+                Some((p, online)) => {
+                    let frame = protocol::staff_presence_frame(
+                        &p.gre_id,
+                        p.is_online,
+                        &p.status,
+                        p.last_seen.as_deref(),
+                    );
+                    actions.push(Action::Broadcast {
+                        frame: Utf8Bytes::from(frame),
+                        staff_only: true,
+                    });
+                    actions.push(Action::OnlineStaff(online));
+                }
+                None => self.ignore(&"names a GRE with no presence row"),
+            },
+            Hint::Relayed(sealed) => match self.key.open(&sealed, now_ms()) {
+                Ok((origin, event)) => {
+                    if let Some(a) = self.relayed(origin, event).await? {
+                        actions.push(a);
+                    }
+                }
+                Err(e) => self.ignore(&e),
+            },
+        }
+        Ok(())
+    }
+
+    /// The client frame for a verified relayed event, built here from its fields.
+    async fn relayed(
+        &self,
+        origin: Origin,
+        event: RelayedEvent,
+    ) -> Result<Option<Action>, StoreError> {
+        let session_id = event.session_id();
+        let frame = match event {
+            RelayedEvent::Typing {
+                side,
+                staff_id,
+                is_typing,
+                ..
+            } => {
+                let sender_id = match (side, staff_id) {
+                    (Side::Gre, Some(staff_id)) => staff_id,
+                    _ => match self.player_of(session_id).await? {
+                        Some(player_id) => player_id.to_string(),
+                        None => {
+                            self.ignore(&HintError::Value(
+                                "typing in a session that does not exist",
+                            ));
+                            return Ok(None);
+                        }
+                    },
+                };
+                protocol::typing_frame(session_id, side.as_str(), &sender_id, is_typing)
+            }
+            RelayedEvent::MessagesRead {
+                reader,
+                up_to,
+                cursor,
+                count,
+                ..
+            } => protocol::messages_read_frame(
+                session_id,
+                reader.as_str(),
+                up_to,
+                Cursor(cursor),
+                count as usize,
+            ),
+        };
+        // The sending connection does not get its own event back.
+        let except = (origin.instance == self.instance).then_some(origin.conn);
+        Ok(Some(Action::Frame {
+            session_id,
+            frame: Utf8Bytes::from(frame),
+            except,
+        }))
+    }
+
+    fn remember_player(&self, session_id: Uuid, player_id: i64) {
+        let mut players = self
+            .players
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if players.len() >= PLAYER_CACHE {
+            players.clear();
+        }
+        players.insert(session_id, player_id);
+    }
+
+    async fn player_of(&self, session_id: Uuid) -> Result<Option<i64>, StoreError> {
+        let cached = self
+            .players
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&session_id)
+            .copied();
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let found = self.store.session(session_id).await?.map(|s| s.player_id);
+        if let Some(player_id) = found {
+            self.remember_player(session_id, player_id);
+        }
+        Ok(found)
+    }
+
+    /// Applies one notification's events to the hub.
+    fn apply(&self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Follow {
+                    player_id,
+                    session_id,
+                } => self.hub.follow_new_session(player_id, session_id),
+                Action::Message {
+                    session_id,
+                    seq,
+                    frame,
+                } => {
+                    self.hub.publish_message(session_id, seq, frame);
+                }
+                Action::Update { session_id, frame } => {
+                    let within = self
+                        .update_budget
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .take();
+                    if within {
+                        self.hub.publish_frame(session_id, frame, None);
+                    } else {
+                        self.status.updates_dropped.inc();
+                    }
+                }
+                Action::Frame {
+                    session_id,
+                    frame,
+                    except,
+                } => self.hub.publish_frame(session_id, frame, except),
+                Action::Broadcast { frame, staff_only } => self.hub.broadcast(frame, staff_only),
+                Action::OnlineStaff(count) => {
+                    if self.online_staff.swap(count, Ordering::Relaxed) != count {
+                        let frame = protocol::gre_presence_frame(count);
+                        self.hub.broadcast(Utf8Bytes::from(frame), false);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -419,40 +642,4 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Envelope {
-    k: String,
-    op: Option<String>,
-    rows: Option<Vec<Box<RawValue>>>,
-    session: Option<Box<RawValue>>,
-    session_id: Option<Uuid>,
-    origin: Option<String>,
-    frame: Option<Box<RawValue>>,
-    gre_id: Option<String>,
-    is_online: Option<bool>,
-    status: Option<String>,
-    last_seen: Option<String>,
-}
-
-/// The fields of a session notification the listener routes by.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SessionHead {
-    id: Uuid,
-    player_id: Option<i64>,
-    status: String,
-}
-
-/// The fields of a message item the listener routes by.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Head {
-    id: Uuid,
-    session_id: Option<Uuid>,
-    cursor: Option<String>,
-    #[serde(rename = "ref", default)]
-    is_ref: bool,
 }

@@ -64,6 +64,16 @@ impl Metrics {
             listener.notifications.clone(),
         );
         registry.register(
+            "notifications_ignored",
+            "NOTIFY payloads not acted on: malformed, unknown kind, naming rows that do not exist, or relayed events without a valid signature",
+            listener.ignored.clone(),
+        );
+        registry.register(
+            "update_frames_dropped",
+            "message_updated and messages_updated frames not sent because the update budget was spent",
+            listener.updates_dropped.clone(),
+        );
+        registry.register(
             "events_published",
             "Events fanned out by the hub",
             hub.published.clone(),

@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("sql/0080_chat_access.sql"),
     migration!("sql/0090_presence.sql"),
     migration!("sql/0100_direct_writes.sql"),
+    migration!("sql/0180_relay_event_key.sql"),
     migration!("triggers/05_writer_helpers.sql"),
     migration!("triggers/10_message_before_insert.sql"),
     migration!("triggers/20_message_notify.sql"),

@@ -438,6 +438,14 @@ pub fn messages_read_frame(
         .to_string()
 }
 
+/// `messages_updated` (an extension of the contract): one statement changed more messages of a
+/// session than are announced one by one (a mass "mark read"); the messages with cursors from
+/// `from` to `to` (`count` of them) may have changed. Clients that show them read them again.
+pub fn messages_updated_frame(session_id: Uuid, from: Cursor, to: Cursor, count: i64) -> String {
+    json!({"type": "messages_updated", "sessionId": session_id, "fromCursor": from.to_wire(), "toCursor": to.to_wire(), "count": count})
+        .to_string()
+}
+
 /// To everyone: whether any GRE is online.
 pub fn gre_presence_frame(online_count: i64) -> String {
     json!({"type": "gre_presence", "anyOnline": online_count > 0, "onlineCount": online_count})

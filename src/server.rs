@@ -30,6 +30,8 @@ pub struct AppState {
     pub presence: Arc<Presence>,
     /// Tells this process's connections apart from other relays' in relayed events.
     pub instance_id: Uuid,
+    /// Signs the events this relay relays through the database (typing, messages_read).
+    pub relay_key: Arc<crate::notification::RelayKey>,
     /// Turns true once, on shutdown. WebSocket tasks watch it themselves: once upgraded, a
     /// connection is invisible to hyper's graceful shutdown.
     pub shutdown: watch::Receiver<bool>,
@@ -116,6 +118,8 @@ impl Relay {
                 &format!("gre-relay {instance_id}"),
             )
             .await?;
+        // Relayed events are signed with it; without it the relay could not tell them from forgeries.
+        let relay_key = Arc::new(store.relay_event_key().await?);
         let (stop, shutdown) = watch::channel(false);
         let hub = Hub::new();
         let status = Arc::new(ListenerStatus::default());
@@ -140,6 +144,7 @@ impl Relay {
             listener: status.clone(),
             presence: presence.clone(),
             instance_id,
+            relay_key: relay_key.clone(),
             shutdown: shutdown.clone(),
             tasks: TaskTracker::new(),
             rest_limits,
@@ -151,6 +156,7 @@ impl Relay {
                 hub,
                 status.clone(),
                 instance_id,
+                relay_key,
             )
             .run(shutdown.clone()),
         );

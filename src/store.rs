@@ -838,3 +838,110 @@ pub struct SharedRules {
     /// `websocket.frames_burst`.
     pub player_messages_burst: f64,
 }
+
+/// A session's messages in a cursor range that a large update changed, as found in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundRange {
+    pub session_id: Uuid,
+    /// The lowest and highest cursor of the session's messages inside the hinted range.
+    pub from: i64,
+    pub to: i64,
+    /// Messages of the session inside the range.
+    pub count: i64,
+}
+
+/// Queries behind the listener: it reads the rows a notification names (one query per
+/// notification) and routes from them, never from the payload.
+impl Store {
+    /// The messages with these ids that exist, in (session, number) order.
+    pub async fn messages_by_ids(&self, ids: &[Uuid]) -> Result<Vec<StoredMessage>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "select {MESSAGE_COLUMNS} from public.gre_chat_messages m \
+             where m.id = any($1) order by m.session_id, m.seq"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        client
+            .query(&stmt, &[&ids])
+            .await?
+            .iter()
+            .map(message_from_row)
+            .collect()
+    }
+
+    /// For each hinted range, the session's messages really inside it (ranges that hold none
+    /// are left out), in session order.
+    pub async fn message_ranges(
+        &self,
+        ranges: &[crate::notification::UpdatedRange],
+    ) -> Result<Vec<FoundRange>, StoreError> {
+        let sessions: Vec<Uuid> = ranges.iter().map(|r| r.session_id).collect();
+        let from: Vec<i64> = ranges.iter().map(|r| r.from).collect();
+        let to: Vec<i64> = ranges.iter().map(|r| r.to).collect();
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                // Unqualified unnest: only that name takes several arrays (zipped, in FROM).
+                "select r.session_id, pg_catalog.min(m.seq), pg_catalog.max(m.seq), pg_catalog.count(*) \
+                   from unnest($1::uuid[], $2::bigint[], $3::bigint[]) as r(session_id, lo, hi) \
+                   join public.gre_chat_messages m \
+                     on m.session_id = r.session_id and m.seq between r.lo and r.hi \
+                  group by r.session_id order by r.session_id",
+            )
+            .await?;
+        client
+            .query(&stmt, &[&sessions, &from, &to])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(FoundRange {
+                    session_id: r.try_get(0)?,
+                    from: r.try_get(1)?,
+                    to: r.try_get(2)?,
+                    count: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// One GRE's presence row, with the number of GRE staff online now.
+    pub async fn staff_presence(
+        &self,
+        gre_id: &str,
+    ) -> Result<Option<(StaffPresence, i64)>, StoreError> {
+        self.query_one_opt(
+            "select g.gre_id, g.is_online, g.status, gre_relay.ts_json(g.last_seen), \
+                    (select count(*) from public.gre_online_status o where o.is_online) \
+               from public.gre_online_status g where g.gre_id = $1",
+            &[&gre_id],
+            |r| {
+                Ok((
+                    StaffPresence {
+                        gre_id: r.try_get(0)?,
+                        is_online: r.try_get(1)?,
+                        status: r.try_get(2)?,
+                        last_seen: r.try_get(3)?,
+                    },
+                    r.try_get(4)?,
+                ))
+            },
+        )
+        .await
+    }
+
+    /// The key relays sign relayed events with (sql/0180_relay_event_key.sql).
+    pub async fn relay_event_key(&self) -> Result<crate::notification::RelayKey, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "select key from gre_relay.relay_event_key where singleton",
+                &[],
+            )
+            .await?
+            .ok_or_else(|| {
+                StoreError::Decode("gre_relay.relay_event_key is empty: apply sql/0180".into())
+            })?;
+        crate::notification::RelayKey::new(row.try_get(0)?)
+            .ok_or_else(|| StoreError::Decode("gre_relay.relay_event_key is too short".into()))
+    }
+}

@@ -20,7 +20,7 @@ use crate::admission::SocketPermit;
 use crate::auth::{Identity, Verified};
 use crate::chat::{self, store_error};
 use crate::hub::{Outbound, Registration};
-use crate::listener::{relayed_event_payload, Origin};
+use crate::notification::{Origin, RelayedEvent, Side};
 use crate::presence::{Kind, PresenceGuard};
 use crate::protocol::{self, ClientFrame, Cursor, ErrorCode, ProtocolError};
 use crate::rate_limit::TokenBucket;
@@ -557,9 +557,14 @@ where
                 is_typing,
             } => match self.authorize_cached(session, session_id).await {
                 Ok(()) => {
-                    let (sender, sender_id) = sender_of(&session.identity);
-                    let frame = protocol::typing_frame(session_id, sender, &sender_id, is_typing);
-                    self.relay(session, session_id, &frame).await
+                    let (side, staff_id) = side_of(&session.identity);
+                    let event = RelayedEvent::Typing {
+                        session_id,
+                        side,
+                        staff_id,
+                        is_typing,
+                    };
+                    self.relay(session, &event).await
                 }
                 Err(e) => Err(e),
             },
@@ -569,15 +574,14 @@ where
                         let staff = session.identity.is_staff();
                         match self.app.store.mark_read(session_id, up_to, staff).await {
                             Ok((cursor, ids)) => {
-                                let (reader, _) = sender_of(&session.identity);
-                                let frame = protocol::messages_read_frame(
+                                let event = RelayedEvent::MessagesRead {
                                     session_id,
-                                    reader,
+                                    reader: side_of(&session.identity).0,
                                     up_to,
-                                    cursor,
-                                    ids.len(),
-                                );
-                                self.relay(session, session_id, &frame).await
+                                    cursor: cursor.0,
+                                    count: ids.len() as u64,
+                                };
+                                self.relay(session, &event).await
                             }
                             Err(e) => Err(store_error(e)),
                         }
@@ -642,22 +646,22 @@ where
         self.send_text(frame).await
     }
 
-    /// Sends an event that is not stored to the session's other subscribers on every relay.
+    /// Sends an event that is not stored to the session's other subscribers on every relay,
+    /// signed so that relays can tell it from a forged `pg_notify` (src/notification.rs).
     async fn relay(
         &mut self,
         session: &Session,
-        session_id: Uuid,
-        frame: &str,
+        event: &RelayedEvent,
     ) -> Result<(), ProtocolError> {
         let origin = Origin {
             instance: self.app.instance_id,
             conn: session.reg.id,
         };
-        self.app
-            .store
-            .notify(&relayed_event_payload(session_id, origin, frame))
-            .await
-            .map_err(store_error)
+        let payload = self
+            .app
+            .relay_key
+            .seal(origin, event, crate::listener::now_ms());
+        self.app.store.notify(&payload).await.map_err(store_error)
     }
 
     /// Runs the automatic subscription's deferred catch-up, if a resume did not supersede it.
@@ -848,9 +852,11 @@ fn identity_key(identity: &Identity) -> Option<String> {
     }
 }
 
-fn sender_of(identity: &Identity) -> (&'static str, String) {
+/// The side a client speaks for in relayed events, and its staff id (a player's id is never
+/// put on the channel: receiving relays take it from the session row).
+fn side_of(identity: &Identity) -> (Side, Option<String>) {
     match identity {
-        Identity::Player { player_id } => ("player", player_id.to_string()),
-        Identity::Staff { staff_id, .. } => ("gre", staff_id.clone()),
+        Identity::Player { .. } => (Side::Player, None),
+        Identity::Staff { staff_id, .. } => (Side::Gre, Some(staff_id.clone())),
     }
 }

@@ -1,7 +1,8 @@
 -- 40_session_notify.sql
 -- What: NOTIFY gre-relay (channel 'gre_relay') when a session is opened, or its status or
 --       assignment changes, whoever wrote it, so every client gets `session_updated`.
---       payload: {"k":"s","session": gre_relay.session_json(row)}  (always far below 8000 bytes)
+--       payload: {"k":"s","id":"<session id>"}: a hint with the session's id only (no player id:
+--       anyone with a login may LISTEN). The relay reads the session row and routes from it.
 --       Numbering a message (last_seq) is not a change of the session and sends nothing.
 -- Touches: function gre_relay.notify_session_change(), triggers gre_chat_sessions_notify_insert
 --          and gre_chat_sessions_notify_update.
@@ -12,10 +13,7 @@ create or replace function gre_relay.notify_session_change() returns trigger
   set search_path = ''
   as $$
 begin
-  perform pg_catalog.pg_notify(
-    'gre_relay',
-    pg_catalog.jsonb_build_object('k', 's', 'session', gre_relay.session_json(new))::text
-  );
+  perform pg_catalog.pg_notify('gre_relay', '{"k":"s","id":"' || new.id::text || '"}');
   return null;
 end
 $$;

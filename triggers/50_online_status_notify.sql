@@ -1,7 +1,7 @@
 -- 50_online_status_notify.sql
 -- What: NOTIFY gre-relay (channel 'gre_relay') when a GRE staff member goes online or offline or
 --       changes status, whoever wrote the row, so staff consoles and players learn it at once.
---       payload: {"k":"p","greId":...,"isOnline":...,"status":...,"lastSeen":...}
+--       payload: {"k":"p","greId":"<gre id>"}: a hint; the relay reads the row.
 --       Refreshing last_seen alone sends nothing.
 -- Touches: function gre_relay.notify_online_status(), triggers gre_online_status_notify_insert
 --          and gre_online_status_notify_update.
@@ -14,13 +14,7 @@ create or replace function gre_relay.notify_online_status() returns trigger
 begin
   perform pg_catalog.pg_notify(
     'gre_relay',
-    pg_catalog.jsonb_build_object(
-      'k', 'p',
-      'greId', new.gre_id,
-      'isOnline', new.is_online,
-      'status', new.status,
-      'lastSeen', gre_relay.ts_json(new.last_seen)
-    )::text
+    pg_catalog.jsonb_build_object('k', 'p', 'greId', new.gre_id)::text
   );
   return null;
 end

@@ -90,25 +90,48 @@ pub struct Received {
     pub closed_early: Option<String>,
 }
 
-/// Recognises this run's messages: their text is `gb<run>:<number>`.
+/// Recognises this run's messages: their text is `gb<run>:<number>`, and their id is the run's
+/// random 96-bit prefix followed by the number (so the tool's own LISTEN can tell its rows in
+/// notifications that carry ids only, issue 11).
 #[derive(Debug, Clone)]
 pub struct Marker {
     needle: String,
+    id_prefix: u128,
 }
 
 impl Marker {
     pub fn new(run: &str) -> Marker {
         Marker {
             needle: format!("gb{run}:"),
+            id_prefix: rand::random::<u128>() & !0xFFFF_FFFF,
         }
+    }
+
+    /// The id the writers give row `seq`.
+    pub fn id(&self, seq: u32) -> uuid::Uuid {
+        uuid::Uuid::from_u128(self.id_prefix | u128::from(seq))
+    }
+
+    fn seq_of(&self, id: uuid::Uuid) -> Option<u32> {
+        let v = id.as_u128();
+        (v & !0xFFFF_FFFF == self.id_prefix).then_some(v as u32)
     }
 
     pub fn text(&self, seq: u32) -> String {
         format!("{}{seq}", self.needle)
     }
 
-    /// Every message number of this run quoted in a NOTIFY payload (one per row).
+    /// Every message number of this run named in a NOTIFY payload (one per row): by id in a
+    /// hint (relays since issue 11), or by text in a whole-row payload (relays before it).
     pub fn all_in(&self, payload: &str) -> Vec<u32> {
+        use gre_relay::notification::{Hint, MessageOp};
+        if let Ok(Hint::Messages {
+            op: MessageOp::Inserted,
+            ids,
+        }) = Hint::parse(payload)
+        {
+            return ids.into_iter().filter_map(|id| self.seq_of(id)).collect();
+        }
         payload
             .match_indices(&self.needle)
             .filter_map(|(at, n)| {

@@ -130,8 +130,8 @@ pub struct RatePlan {
     pub origin: Instant,
 }
 
-const INSERT: &str = "insert into gre_chat_messages (session_id, sender, sender_id, message) \
-                      values ($1, 'gre', 'bench', $2)";
+const INSERT: &str = "insert into gre_chat_messages (session_id, sender, sender_id, message, id) \
+                      values ($1, 'gre', 'bench', $2, $3)";
 
 /// Runs the writers on their own thread and runtime (so that their commit timestamps are not
 /// delayed behind the thousands of client sockets), and returns what they wrote.
@@ -192,9 +192,10 @@ async fn writers(plan: RatePlan) -> anyhow::Result<WriterReport> {
                 let seq = counter.fetch_add(1, Ordering::Relaxed);
                 let session = seq % n_sessions;
                 let text = plan.marker.text(seq);
+                let id = plan.marker.id(seq);
                 let sent = plan.origin.elapsed().as_nanos() as u64;
                 let result = client
-                    .execute(&stmt, &[&plan.sessions[session as usize], &text])
+                    .execute(&stmt, &[&plan.sessions[session as usize], &text, &id])
                     .await;
                 let ack = plan.origin.elapsed().as_nanos() as u64;
                 match result {
@@ -250,8 +251,8 @@ pub async fn announce(
 ) -> anyhow::Result<WriterReport> {
     let stmt = client
         .prepare(
-            "insert into gre_chat_messages (session_id, sender, sender_id, message) \
-             select s, 'gre', 'bench', m from unnest($1::uuid[], $2::text[]) as t(s, m)",
+            "insert into gre_chat_messages (session_id, sender, sender_id, message, id) \
+             select s, 'gre', 'bench', m, i from unnest($1::uuid[], $2::text[], $3::uuid[]) as t(s, m, i)",
         )
         .await?;
     let mut report = WriterReport {
@@ -265,8 +266,9 @@ pub async fn announce(
         }
         let base = r * n;
         let texts: Vec<String> = (0..n).map(|i| marker.text(base + i)).collect();
+        let ids: Vec<Uuid> = (0..n).map(|i| marker.id(base + i)).collect();
         let sent = origin.elapsed().as_nanos() as u64;
-        let result = client.execute(&stmt, &[&sessions, &texts]).await;
+        let result = client.execute(&stmt, &[&sessions, &texts, &ids]).await;
         let ack = origin.elapsed().as_nanos() as u64;
         let ack = match result {
             Ok(_) => Some(ack),
