@@ -103,6 +103,11 @@ impl Marker {
         }
     }
 
+    /// What every message text of this run starts with.
+    pub fn prefix(&self) -> &str {
+        &self.needle
+    }
+
     pub fn text(&self, seq: u32) -> String {
         format!("{}{seq}", self.needle)
     }

@@ -128,9 +128,14 @@ pub struct RatePlan {
     pub duration: Duration,
     pub marker: Marker,
     pub origin: Instant,
+    /// The insert each writer runs with ($1 = session id, $2 = message text).
+    pub insert: String,
+    /// The first row's number (several runs in one command use disjoint ranges).
+    pub first_seq: u32,
 }
 
-const INSERT: &str = "insert into gre_chat_messages (session_id, sender, sender_id, message) \
+/// The staff-portal path: a row straight into gre_chat_messages.
+pub const INSERT: &str = "insert into gre_chat_messages (session_id, sender, sender_id, message) \
                       values ($1, 'gre', 'bench', $2)";
 
 /// Runs the writers on their own thread and runtime (so that their commit timestamps are not
@@ -152,11 +157,11 @@ async fn writers(plan: RatePlan) -> anyhow::Result<WriterReport> {
     let mut clients = Vec::new();
     for _ in 0..plan.writers.max(1) {
         let c = connect(&plan.url).await?;
-        let stmt = c.prepare(INSERT).await?;
+        let stmt = c.prepare(&plan.insert).await?;
         clients.push((c, stmt));
     }
     let plan = Arc::new(plan);
-    let counter = Arc::new(AtomicU32::new(0));
+    let counter = Arc::new(AtomicU32::new(plan.first_seq));
     let w = clients.len() as f64;
     let started_at = Instant::now();
     let deadline = started_at + plan.duration;
@@ -296,10 +301,16 @@ pub struct Listen {
 }
 
 impl Listen {
-    pub fn start(url: &str, marker: Marker, origin: Instant) -> anyhow::Result<Listen> {
+    pub fn start(
+        url: &str,
+        channel: &str,
+        marker: Marker,
+        origin: Instant,
+    ) -> anyhow::Result<Listen> {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let url = url.to_owned();
+        let channel = channel.to_owned();
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("gre-bench-listen".into())
@@ -307,7 +318,7 @@ impl Listen {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?
-                    .block_on(listen(url, marker, origin, flag, ready_tx))
+                    .block_on(listen(url, channel, marker, origin, flag, ready_tx))
             })?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Listen { stop, thread }),
@@ -329,6 +340,7 @@ impl Listen {
 
 async fn listen(
     url: String,
+    channel: String,
     marker: Marker,
     origin: Instant,
     stop: Arc<AtomicBool>,
@@ -359,10 +371,7 @@ async fn listen(
             }
         }
     });
-    if let Err(e) = client
-        .batch_execute(&format!("listen {}", gre_relay::listener::CHANNEL))
-        .await
-    {
+    if let Err(e) = client.batch_execute(&format!("listen {channel}")).await {
         let _ = ready.send(Err(e.to_string()));
         return Err(e.into());
     }
