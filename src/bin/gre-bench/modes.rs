@@ -240,23 +240,36 @@ fn side_by_side(runs: &[SideRun]) -> (Vec<String>, Value) {
         compare::medians(&of(Side::Gre)),
     );
     let mut lines = vec![format!(
-        "  {:<26} {:>12} {:>12} {:>10}",
-        "median over rounds", "peer", "gre", "gre/peer"
+        "  {:<26} {:>12} {:>12} {:>10} {:>14}",
+        "median over rounds", "peer", "gre", "gre/peer", "per round"
     )];
     let mut j = serde_json::Map::new();
-    for (((name, unit, _), (_, p)), (_, g)) in FIGURES.iter().zip(&peer).zip(&gre) {
+    for (((name, unit, f), (_, p)), (_, g)) in FIGURES.iter().zip(&peer).zip(&gre) {
         let r = compare::ratio(*g, *p);
+        // The ratio within each round (its peer run and the gre run right after it): on a
+        // noisy machine, more telling than the ratio of medians taken from different rounds.
+        let rounds: Vec<f64> = runs
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [a, b] if a.side == Side::Peer && b.side == Side::Gre => compare::ratio(f(b), f(a)),
+                _ => None,
+            })
+            .collect();
+        let per_round = compare::median(rounds.clone());
         lines.push(format!(
-            "  {:<26} {:>12} {:>12} {:>10}",
+            "  {:<26} {:>12} {:>12} {:>10} {:>14}",
             name,
             compare::fmt(*p, unit),
             compare::fmt(*g, unit),
-            r.map_or("n/a".into(), |r| format!("{r:.2}x"))
+            r.map_or("n/a".into(), |r| format!("{r:.2}x")),
+            per_round.map_or("n/a".into(), |r| format!("{r:.2}x")),
         ));
         let r4 = |x: Option<f64>| x.map(|v| (v * 10000.0).round() / 10000.0);
         j.insert(
             (*name).into(),
-            json!({"peer": r4(*p), "gre": r4(*g), "ratio": r4(r)}),
+            json!({"peer": r4(*p), "gre": r4(*g), "ratio": r4(r),
+                   "ratio_per_round": rounds.iter().map(|x| r4(Some(*x))).collect::<Vec<_>>(),
+                   "ratio_per_round_median": r4(per_round)}),
         );
     }
     (lines, Value::Object(j))
@@ -409,6 +422,22 @@ pub async fn compare_mode(mut a: CompareArgs, nofile: Option<u64>) -> anyhow::Re
     let (lines, ratios) = side_by_side(&runs);
     for l in &lines {
         run.say(l);
+    }
+    run.say("  per round = median of the ratios gre/peer within each round (its peer run, then its gre run)");
+    if a.rate > 0.0 {
+        let short: Vec<&str> = runs
+            .iter()
+            .filter(|r| r.rows_per_s < 0.95 * a.rate)
+            .map(|r| r.side.name())
+            .collect();
+        if !short.is_empty() {
+            run.say(&format!(
+                "  WARNING: {} of {} runs ({}) committed less than 95% of the offered rate: the database is at its ceiling, latencies are queueing",
+                short.len(),
+                runs.len(),
+                short.join(", ")
+            ));
+        }
     }
     run.say("  commit = insert sent -> commit acknowledged to the writer; sent_to_listen = insert sent ->");
     run.say("  the tool's own LISTEN (on bench_peer or gre_relay) decoded the notification; pg_cpu = CPU of");

@@ -143,13 +143,18 @@ async fn stop_relay(mut r: Relay) {
     }
 }
 
-/// The pids of the relays' LISTEN backends (application_name "gre-relay listener").
-async fn listener_backends(client: &tokio_postgres::Client) -> anyhow::Result<Vec<u32>> {
+/// The pids of the LISTEN backends (application_name "gre-relay listener") of the relays the
+/// tool started: those connected since `since` (the database's clock before the first relay
+/// started), so that another relay on the same database is not counted.
+async fn listener_backends(
+    client: &tokio_postgres::Client,
+    since: &str,
+) -> anyhow::Result<Vec<u32>> {
     let rows = client
         .query(
             "select pid from pg_stat_activity where application_name = 'gre-relay listener' \
-             and datname = current_database()",
-            &[],
+             and datname = current_database() and backend_start >= $1::text::timestamptz",
+            &[&since],
         )
         .await?;
     Ok(rows
@@ -203,6 +208,10 @@ pub async fn scale_mode(mut a: ScaleArgs, nofile: Option<u64>) -> anyhow::Result
         let origin = Instant::now();
         let base = 1_000_000_000_000 + i64::from(rand::random::<u32>()) * 100_000;
         progress(&format!("{n} relay(s): starting"));
+        let since: String = admin
+            .query_one("select clock_timestamp()::text", &[])
+            .await?
+            .get(0);
         let mut relays = Vec::new();
         for i in 0..n {
             let log = std::env::temp_dir().join(format!("gre-bench-relay-{id}-{i}.log"));
@@ -259,7 +268,7 @@ pub async fn scale_mode(mut a: ScaleArgs, nofile: Option<u64>) -> anyhow::Result
             t0.elapsed().as_secs_f64()
         ));
         tokio::time::sleep(Duration::from_secs_f64(a.settle)).await;
-        let listeners = listener_backends(&admin).await?;
+        let listeners = listener_backends(&admin, &since).await?;
         let relay_pids: Vec<u32> = relays.iter().map(|r| r.pid).collect();
         let pg0 = cluster.and_then(|c| c.cpu_seconds());
         let l0: Vec<Option<f64>> = listeners.iter().map(|p| sys::cpu_seconds(*p)).collect();
