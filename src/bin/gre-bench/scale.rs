@@ -296,8 +296,9 @@ pub async fn scale_mode(mut a: ScaleArgs, nofile: Option<u64>) -> anyhow::Result
         let pg1 = cluster.and_then(|c| c.cpu_seconds());
         let l1: Vec<Option<f64>> = listeners.iter().map(|p| sys::cpu_seconds(*p)).collect();
         let r1 = cpu_sum(&relay_pids);
-        let window_s = start.elapsed().as_secs_f64()
-            + (writes.stopped.saturating_sub(writes.started)) as f64 / 1e9;
+        let write_s = (writes.stopped.saturating_sub(writes.started)) as f64 / 1e9;
+        // The CPU window: the writing plus the drain that follows it.
+        let window_s = start.elapsed().as_secs_f64() + write_s;
         let _ = stop_tx.send(true);
         let mut received = Vec::new();
         for h in handles {
@@ -337,8 +338,8 @@ pub async fn scale_mode(mut a: ScaleArgs, nofile: Option<u64>) -> anyhow::Result
             a.duration
         ));
         say(&format!(
-            "  rows {rows} ({} errors); deliveries expected {}, unique {}, LOST {}, DUPLICATED {}; clients failed {failed}",
-            writes.errors, d.expected, d.unique, d.lost, d.duplicated
+            "  rows {rows} ({:.0}/s, {} errors); deliveries expected {}, unique {}, LOST {}, DUPLICATED {}; clients failed {failed}",
+            rows as f64 / write_s.max(1e-9), writes.errors, d.expected, d.unique, d.lost, d.duplicated
         ));
         say(&format!("  commit       {}", d.commit.human()));
         say(&format!("  end to end   {}", d.e2e.human()));
@@ -357,7 +358,7 @@ pub async fn scale_mode(mut a: ScaleArgs, nofile: Option<u64>) -> anyhow::Result
         ));
         results.push(json!({
             "relays": n, "ok": this_ok, "players": a.clients, "staff": a.staff,
-            "rows": rows, "insert_errors": writes.errors, "clients_failed": failed,
+            "rows": rows, "rows_per_s": (rows as f64 / write_s.max(1e-9)).round(), "insert_errors": writes.errors, "clients_failed": failed,
             "delivery": d.json(),
             "pg_cpu_s": pg_cpu, "pg_cpu_ms_per_row": pg_cpu.map(per_row_ms),
             "listen_backends": listeners.len(), "listen_backend_cpu_s": listen_cpu,
