@@ -96,6 +96,8 @@ pub struct SideRun {
     pub written: Vec<Written>,
     /// The rows' numbers are first_seq .. first_seq + written.len().
     pub first_seq: u32,
+    /// How the tool's LISTEN recognised rows: "text", "session id" or "none".
+    pub listen_matched_by: &'static str,
 }
 
 impl SideRun {
@@ -113,6 +115,7 @@ impl SideRun {
             "rows_per_s": (self.rows_per_s * 10.0).round() / 10.0,
             "writers_max_behind_ms": (self.max_behind_ms * 10.0).round() / 10.0,
             "commit": self.commit.json(), "sent_to_listen": self.heard.json(),
+            "listen_matched_by": self.listen_matched_by,
             "pg_cpu_s": self.pg_cpu_s.map(r3),
             "pg_cpu_ms_per_row": self.pg_cpu_ms_per_row().map(|x| (x * 10000.0).round() / 10000.0),
             "relay_cpu_s": self.relay_cpu_s.map(r3),
@@ -146,7 +149,13 @@ fn cpu_of(pids: &[u32]) -> Option<f64> {
 
 /// Runs the writers against one side, with the tool's own LISTEN on that side's channel.
 pub async fn run_side(p: SidePlan<'_>) -> anyhow::Result<SideRun> {
-    let listen = db::Listen::start(p.url, p.side.channel(), p.marker.clone(), p.origin)?;
+    let listen = db::Listen::start(
+        p.url,
+        p.side.channel(),
+        p.marker.clone(),
+        &p.sessions,
+        p.origin,
+    )?;
     let plan = db::RatePlan {
         url: p.url.to_owned(),
         sessions: p.sessions.clone(),
@@ -170,6 +179,8 @@ pub async fn run_side(p: SidePlan<'_>) -> anyhow::Result<SideRun> {
     let relay1 = cpu_of(&p.relay_pids);
     let m1 = sys::machine_cpu_seconds();
     let heard = listen.finish();
+    let matched_by = heard.matched_by();
+    let heard = heard.resolve(&writes.written);
     let window_s = (writes.stopped.saturating_sub(writes.started)) as f64 / 1e9;
     let mut at = vec![None; writes.written.len()];
     for (seq, t) in heard {
@@ -208,6 +219,7 @@ pub async fn run_side(p: SidePlan<'_>) -> anyhow::Result<SideRun> {
         },
         written: writes.written,
         first_seq: p.first_seq,
+        listen_matched_by: matched_by,
     })
 }
 

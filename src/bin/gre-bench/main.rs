@@ -456,6 +456,7 @@ async fn load(mut a: LoadArgs, nofile: Option<u64>) -> anyhow::Result<bool> {
         &url,
         gre_relay::listener::CHANNEL,
         run.marker.clone(),
+        &sessions,
         run.origin,
     )?;
     let writes = tokio::task::spawn_blocking(move || db::run_writers(plan)).await??;
@@ -463,7 +464,7 @@ async fn load(mut a: LoadArgs, nofile: Option<u64>) -> anyhow::Result<bool> {
     let ok_rows = writes.written.iter().filter(|w| w.ack.is_some()).count() as u64;
     let expected = ok_rows * (1 + u64::from(a.staff));
     let waited = drain(&counter, expected, Duration::from_secs_f64(a.drain)).await;
-    let listened = listen.finish();
+    let listened = listen.finish().resolve(&writes.written);
     let clients = collect(fleet, stop_tx).await;
     let d = report::analyse(&writes.written, &clients, &listened, a.players, 0);
     let (early, early_reason) = closed_early(&clients);
@@ -586,6 +587,7 @@ async fn announce(mut a: AnnounceArgs, nofile: Option<u64>) -> anyhow::Result<bo
         &url,
         gre_relay::listener::CHANNEL,
         run.marker.clone(),
+        &sessions,
         run.origin,
     )?;
     let writes = db::announce(
@@ -601,7 +603,7 @@ async fn announce(mut a: AnnounceArgs, nofile: Option<u64>) -> anyhow::Result<bo
     let expected = ok_rows * (1 + u64::from(a.staff));
     let waited = drain(&counter, expected, Duration::from_secs_f64(a.drain)).await;
     let after = Sample::take(run.relay_pid);
-    let listened = listen.finish();
+    let listened = listen.finish().resolve(&writes.written);
     let clients = collect(fleet, stop_tx).await;
     let d = report::analyse(&writes.written, &clients, &listened, a.sessions, a.sessions);
     let (early, early_reason) = closed_early(&clients);
