@@ -117,6 +117,11 @@ impl Marker {
         (v & !0xFFFF_FFFF == self.id_prefix).then_some(v as u32)
     }
 
+    /// What every message text of this run starts with.
+    pub fn prefix(&self) -> &str {
+        &self.needle
+    }
+
     pub fn text(&self, seq: u32) -> String {
         format!("{}{seq}", self.needle)
     }

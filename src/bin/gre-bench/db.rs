@@ -128,9 +128,17 @@ pub struct RatePlan {
     pub duration: Duration,
     pub marker: Marker,
     pub origin: Instant,
+    /// The insert each writer runs with ($1 = session id, $2 = message text, and $3 = the row's
+    /// id when the statement takes one).
+    pub insert: String,
+    /// The first row's number (several runs in one command use disjoint ranges).
+    pub first_seq: u32,
 }
 
-const INSERT: &str = "insert into gre_chat_messages (session_id, sender, sender_id, message, id) \
+/// The staff-portal path: a row straight into gre_chat_messages, with an id the run chose (so
+/// the tool's own LISTEN recognises its rows in id-only hints).
+pub const INSERT: &str =
+    "insert into gre_chat_messages (session_id, sender, sender_id, message, id) \
                       values ($1, 'gre', 'bench', $2, $3)";
 
 /// Runs the writers on their own thread and runtime (so that their commit timestamps are not
@@ -152,11 +160,11 @@ async fn writers(plan: RatePlan) -> anyhow::Result<WriterReport> {
     let mut clients = Vec::new();
     for _ in 0..plan.writers.max(1) {
         let c = connect(&plan.url).await?;
-        let stmt = c.prepare(INSERT).await?;
+        let stmt = c.prepare(&plan.insert).await?;
         clients.push((c, stmt));
     }
     let plan = Arc::new(plan);
-    let counter = Arc::new(AtomicU32::new(0));
+    let counter = Arc::new(AtomicU32::new(plan.first_seq));
     let w = clients.len() as f64;
     let started_at = Instant::now();
     let deadline = started_at + plan.duration;
@@ -194,9 +202,16 @@ async fn writers(plan: RatePlan) -> anyhow::Result<WriterReport> {
                 let text = plan.marker.text(seq);
                 let id = plan.marker.id(seq);
                 let sent = plan.origin.elapsed().as_nanos() as u64;
-                let result = client
-                    .execute(&stmt, &[&plan.sessions[session as usize], &text, &id])
-                    .await;
+                // The gre insert names the row's id ($3); the peer schema's has an identity column.
+                let result = if stmt.params().len() == 3 {
+                    client
+                        .execute(&stmt, &[&plan.sessions[session as usize], &text, &id])
+                        .await
+                } else {
+                    client
+                        .execute(&stmt, &[&plan.sessions[session as usize], &text])
+                        .await
+                };
                 let ack = plan.origin.elapsed().as_nanos() as u64;
                 match result {
                     Ok(_) => report.written.push(Written {
@@ -294,14 +309,93 @@ pub async fn announce(
 /// relay itself adds (its own LISTEN connection goes through the same path in PostgreSQL).
 pub struct Listen {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<anyhow::Result<Vec<(u32, u64)>>>,
+    thread: std::thread::JoinHandle<anyhow::Result<Heard>>,
+}
+
+/// What the tool's LISTEN heard. A payload that carries the row's text (the peer's
+/// `row_to_json`, or gre's full-message payloads) names the row directly. An identifier-only
+/// payload (a hint with ids, which the contract allows) names at most the row's session: such
+/// hits are matched to rows per session, in commit order (the writers go round robin over many
+/// sessions, so two rows of one session are never in flight at once).
+#[derive(Debug, Default)]
+pub struct Heard {
+    /// (message number, nanoseconds since origin) for payloads that quote the row's text.
+    pub by_text: Vec<(u32, u64)>,
+    /// (session index, nanoseconds since origin), one per mention of a run's session id in a
+    /// payload that quoted no text.
+    pub by_session: Vec<(u32, u64)>,
+    /// Notifications received on the channel, whatever they held.
+    pub notifications: u64,
+}
+
+impl Heard {
+    /// (message number, when heard) for the rows in `written`, by text when the payloads quote
+    /// it, else by session and commit order.
+    pub fn resolve(&self, written: &[Written]) -> Vec<(u32, u64)> {
+        if !self.by_text.is_empty() || self.by_session.is_empty() {
+            return self.by_text.clone();
+        }
+        let mut per_session: std::collections::HashMap<u32, Vec<&Written>> =
+            std::collections::HashMap::new();
+        for w in written.iter().filter(|w| w.ack.is_some()) {
+            per_session.entry(w.session).or_default().push(w);
+        }
+        for rows in per_session.values_mut() {
+            rows.sort_by_key(|w| w.ack);
+        }
+        let mut next: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(self.by_session.len());
+        for (session, at) in &self.by_session {
+            let k = next.entry(*session).or_insert(0);
+            if let Some(w) = per_session.get(session).and_then(|rows| rows.get(*k)) {
+                out.push((w.seq, *at));
+            }
+            *k += 1;
+        }
+        out
+    }
+
+    /// How rows were recognised, for the report.
+    pub fn matched_by(&self) -> &'static str {
+        match (self.by_text.is_empty(), self.by_session.is_empty()) {
+            (false, _) => "text",
+            (true, false) => "session id",
+            (true, true) => "none",
+        }
+    }
+}
+
+/// The run's session ids as they appear in payloads (lower-case hyphenated), to their index.
+fn session_index(sessions: &[Uuid]) -> std::collections::HashMap<String, u32> {
+    sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.hyphenated().to_string(), i as u32))
+        .collect()
+}
+
+/// Every run session id quoted in a payload, in order.
+fn sessions_in(payload: &str, index: &std::collections::HashMap<String, u32>) -> Vec<u32> {
+    payload
+        .split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+        .filter(|t| t.len() == 36)
+        .filter_map(|t| index.get(&t.to_ascii_lowercase()).copied())
+        .collect()
 }
 
 impl Listen {
-    pub fn start(url: &str, marker: Marker, origin: Instant) -> anyhow::Result<Listen> {
+    pub fn start(
+        url: &str,
+        channel: &str,
+        marker: Marker,
+        sessions: &[Uuid],
+        origin: Instant,
+    ) -> anyhow::Result<Listen> {
+        let index = session_index(sessions);
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let url = url.to_owned();
+        let channel = channel.to_owned();
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("gre-bench-listen".into())
@@ -309,7 +403,7 @@ impl Listen {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?
-                    .block_on(listen(url, marker, origin, flag, ready_tx))
+                    .block_on(listen(url, channel, marker, index, origin, flag, ready_tx))
             })?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Listen { stop, thread }),
@@ -318,8 +412,8 @@ impl Listen {
         }
     }
 
-    /// (message number, nanoseconds since origin when its notification arrived).
-    pub fn finish(self) -> Vec<(u32, u64)> {
+    /// What was heard (see [`Heard`]).
+    pub fn finish(self) -> Heard {
         self.stop.store(true, Ordering::Relaxed);
         self.thread
             .join()
@@ -331,11 +425,13 @@ impl Listen {
 
 async fn listen(
     url: String,
+    channel: String,
     marker: Marker,
+    index: std::collections::HashMap<String, u32>,
     origin: Instant,
     stop: Arc<AtomicBool>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
-) -> anyhow::Result<Vec<(u32, u64)>> {
+) -> anyhow::Result<Heard> {
     use futures_util::StreamExt;
     let setup = async {
         let mut config = gre_relay::store::pg_config(&url)?;
@@ -361,24 +457,67 @@ async fn listen(
             }
         }
     });
-    if let Err(e) = client
-        .batch_execute(&format!("listen {}", gre_relay::listener::CHANNEL))
-        .await
-    {
+    if let Err(e) = client.batch_execute(&format!("listen {channel}")).await {
         let _ = ready.send(Err(e.to_string()));
         return Err(e.into());
     }
     let _ = ready.send(Ok(()));
-    let mut seen = Vec::new();
+    let mut heard = Heard::default();
     while !stop.load(Ordering::Relaxed) {
         match tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
             Ok(Some((at, n))) => {
-                seen.extend(marker.all_in(n.payload()).into_iter().map(|s| (s, at)))
+                heard.notifications += 1;
+                let by_text = marker.all_in(n.payload());
+                if by_text.is_empty() {
+                    heard.by_session.extend(
+                        sessions_in(n.payload(), &index)
+                            .into_iter()
+                            .map(|s| (s, at)),
+                    );
+                } else {
+                    heard.by_text.extend(by_text.into_iter().map(|s| (s, at)));
+                }
             }
             Ok(None) => break,
             Err(_) => {}
         }
     }
     driver.abort();
-    Ok(seen)
+    Ok(heard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(seq: u32, session: u32, ack: u64) -> Written {
+        Written {
+            seq,
+            session,
+            sent: ack - 1,
+            ack: Some(ack),
+        }
+    }
+
+    #[test]
+    fn identifier_only_payloads_are_matched_per_session_in_commit_order() {
+        let s = [Uuid::new_v4(), Uuid::new_v4()];
+        let index = session_index(&s);
+        let payload = format!(
+            r#"{{"k":"m","id":"{}","sessionId":"{}","cursor":"7"}}"#,
+            Uuid::new_v4(),
+            s[1]
+        );
+        assert_eq!(sessions_in(&payload, &index), vec![1]);
+        assert_eq!(sessions_in(&payload.to_uppercase(), &index), vec![1]);
+        let heard = Heard {
+            by_text: Vec::new(),
+            by_session: vec![(1, 100), (0, 110), (1, 120)],
+            notifications: 3,
+        };
+        // Session 1's rows by commit order: seq 5 (ack 20) before seq 3 (ack 30).
+        let written = [w(3, 1, 30), w(4, 0, 25), w(5, 1, 20)];
+        assert_eq!(heard.resolve(&written), vec![(5, 100), (4, 110), (3, 120)]);
+        assert_eq!(heard.matched_by(), "session id");
+    }
 }

@@ -6,14 +6,22 @@
 //! - `announce`: one statement inserting a row into each of N sessions; how long until all are
 //!   delivered.
 //! - `idle`: N idle authenticated sockets; the relay's resident memory per connection.
+//! - `compare`: the database's cost per message, gre_chat_messages against a plain table with
+//!   one per-row NOTIFY trigger (the "peer schema" of issue 12), alternating runs, medians and
+//!   ratios; database only, or end to end with --ws.
+//! - `ceiling`: closed-loop rows/s of both schemas, and the rows/s-commit latency curve.
+//! - `scale`: N relay processes on one database, the clients split among them.
 //!
 //! Human output on stdout, then one JSON line (always the last line). The exit code is 0 only
 //! when every message arrived exactly once at every client that should have had it and every
 //! client connected.
 
 mod clients;
+mod compare;
 mod db;
+mod modes;
 mod report;
+mod scale;
 mod sys;
 
 use anyhow::Context;
@@ -48,6 +56,16 @@ enum Command {
     Announce(AnnounceArgs),
     /// N idle authenticated connections: the relay's resident memory per connection.
     Idle(IdleArgs),
+    /// The database's cost per message: the same inserts alternately into a plain table with a
+    /// per-row pg_notify(row_to_json(new)) trigger (schema bench_peer) and into
+    /// gre_chat_messages; commit latency, rows/s, PostgreSQL CPU and the ratios gre/peer.
+    Compare(modes::CompareArgs),
+    /// Closed-loop rows/s of both schemas with 4 and 8 writers, and rows/s against commit
+    /// latency at rates up to the ceiling.
+    Ceiling(modes::CeilingArgs),
+    /// 1, 2, 4 relays (the gre-relay binary, started by the tool) on one database, clients split
+    /// among them: deliveries, lost, database CPU, each relay's LISTEN backend's CPU.
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -192,6 +210,9 @@ fn main() -> std::process::ExitCode {
             Command::Load(a) => load(a, nofile).await,
             Command::Announce(a) => announce(a, nofile).await,
             Command::Idle(a) => idle(a, nofile).await,
+            Command::Compare(a) => modes::compare_mode(a, nofile).await,
+            Command::Ceiling(a) => modes::ceiling_mode(a).await,
+            Command::Scale(a) => scale::scale_mode(a, nofile).await,
         }
     });
     // Do not wait for client tasks still closing.
@@ -428,14 +449,22 @@ async fn load(mut a: LoadArgs, nofile: Option<u64>) -> anyhow::Result<bool> {
         duration: Duration::from_secs_f64(a.duration),
         marker: run.marker.clone(),
         origin: run.origin,
+        insert: db::INSERT.to_owned(),
+        first_seq: 0,
     };
-    let listen = db::Listen::start(&url, run.marker.clone(), run.origin)?;
+    let listen = db::Listen::start(
+        &url,
+        gre_relay::listener::CHANNEL,
+        run.marker.clone(),
+        &sessions,
+        run.origin,
+    )?;
     let writes = tokio::task::spawn_blocking(move || db::run_writers(plan)).await??;
     let after = Sample::take(run.relay_pid);
     let ok_rows = writes.written.iter().filter(|w| w.ack.is_some()).count() as u64;
     let expected = ok_rows * (1 + u64::from(a.staff));
     let waited = drain(&counter, expected, Duration::from_secs_f64(a.drain)).await;
-    let listened = listen.finish();
+    let listened = listen.finish().resolve(&writes.written);
     let clients = collect(fleet, stop_tx).await;
     let d = report::analyse(&writes.written, &clients, &listened, a.players, 0);
     let (early, early_reason) = closed_early(&clients);
@@ -554,7 +583,13 @@ async fn announce(mut a: AnnounceArgs, nofile: Option<u64>) -> anyhow::Result<bo
     ));
     tokio::time::sleep(Duration::from_secs_f64(a.settle)).await;
     let before = Sample::take(run.relay_pid);
-    let listen = db::Listen::start(&url, run.marker.clone(), run.origin)?;
+    let listen = db::Listen::start(
+        &url,
+        gre_relay::listener::CHANNEL,
+        run.marker.clone(),
+        &sessions,
+        run.origin,
+    )?;
     let writes = db::announce(
         &admin,
         &sessions,
@@ -568,7 +603,7 @@ async fn announce(mut a: AnnounceArgs, nofile: Option<u64>) -> anyhow::Result<bo
     let expected = ok_rows * (1 + u64::from(a.staff));
     let waited = drain(&counter, expected, Duration::from_secs_f64(a.drain)).await;
     let after = Sample::take(run.relay_pid);
-    let listened = listen.finish();
+    let listened = listen.finish().resolve(&writes.written);
     let clients = collect(fleet, stop_tx).await;
     let d = report::analyse(&writes.written, &clients, &listened, a.sessions, a.sessions);
     let (early, early_reason) = closed_early(&clients);

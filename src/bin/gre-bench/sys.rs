@@ -306,3 +306,52 @@ pub fn usage(a: &Sample, b: &Sample) -> Usage {
         relay_rss_kib_after: b.relay_rss_kib,
     }
 }
+
+/// The parent pid of a process (field 4 of /proc/PID/stat).
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The CPU of one PostgreSQL cluster on this machine: its postmaster and every process whose
+/// parent is the postmaster (backends, checkpointer, WAL writer, autovacuum, ...), plus the
+/// postmaster's cutime and cstime, which hold the CPU of the children that ended and were reaped
+/// (backends that closed during a run). Other clusters on the machine are not counted.
+///
+/// The postmaster is found from any backend's pid (`select pg_backend_pid()`): a backend's
+/// parent is always the postmaster. Needs /proc access to the cluster's processes (same user or
+/// root), i.e. the database on this machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Cluster {
+    pub postmaster: u32,
+}
+
+impl Cluster {
+    pub fn from_backend(backend_pid: u32) -> Option<Cluster> {
+        let postmaster = parent_pid(backend_pid)?;
+        // Sanity check: the postmaster's command is postgres (not a pooler or a container shim).
+        let comm = std::fs::read_to_string(format!("/proc/{postmaster}/comm")).ok()?;
+        (comm.trim_end() == "postgres").then_some(Cluster { postmaster })
+    }
+
+    /// CPU seconds used so far by the cluster (see the type's comment).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let mut sum = cpu_times(self.postmaster, true)?;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != self.postmaster && parent_pid(pid) == Some(self.postmaster) {
+                // A backend that ends between the two reads is missed here but shows up in
+                // the postmaster's cutime at the next sample: the error is one sample's worth.
+                sum += cpu_times(pid, false).unwrap_or(0.0);
+            }
+        }
+        Some(sum)
+    }
+}
