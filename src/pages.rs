@@ -1,8 +1,9 @@
 //! The browser pages served by the relay: `/console` (GRE staff) and `/chat` (player demo), plain
 //! HTML, CSS and JavaScript compiled into the binary from `static/` (no build step, nothing fetched
-//! from elsewhere, so they work offline). Every response carries a strict Content-Security-Policy:
-//! scripts and styles come only from these files, never inline, and the pages insert text from
-//! messages as text nodes only.
+//! from elsewhere, so they work offline). The scripts are ES modules: each page's script imports
+//! the shared ones of `static/lib/`, and every module must be listed here. Every response carries
+//! a strict Content-Security-Policy: scripts and styles come only from these files, never inline,
+//! and the pages insert text from messages as text nodes only.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -47,9 +48,59 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../static/app.css"),
     },
     Asset {
-        path: "/static/common.js",
+        path: "/static/lib/api.js",
         content_type: JS,
-        body: include_str!("../static/common.js"),
+        body: include_str!("../static/lib/api.js"),
+    },
+    Asset {
+        path: "/static/lib/composer.js",
+        content_type: JS,
+        body: include_str!("../static/lib/composer.js"),
+    },
+    Asset {
+        path: "/static/lib/dom.js",
+        content_type: JS,
+        body: include_str!("../static/lib/dom.js"),
+    },
+    Asset {
+        path: "/static/lib/ids.js",
+        content_type: JS,
+        body: include_str!("../static/lib/ids.js"),
+    },
+    Asset {
+        path: "/static/lib/relay.js",
+        content_type: JS,
+        body: include_str!("../static/lib/relay.js"),
+    },
+    Asset {
+        path: "/static/lib/renewal.js",
+        content_type: JS,
+        body: include_str!("../static/lib/renewal.js"),
+    },
+    Asset {
+        path: "/static/lib/signin.js",
+        content_type: JS,
+        body: include_str!("../static/lib/signin.js"),
+    },
+    Asset {
+        path: "/static/lib/thread.js",
+        content_type: JS,
+        body: include_str!("../static/lib/thread.js"),
+    },
+    Asset {
+        path: "/static/lib/time.js",
+        content_type: JS,
+        body: include_str!("../static/lib/time.js"),
+    },
+    Asset {
+        path: "/static/lib/token.js",
+        content_type: JS,
+        body: include_str!("../static/lib/token.js"),
+    },
+    Asset {
+        path: "/static/lib/typing.js",
+        content_type: JS,
+        body: include_str!("../static/lib/typing.js"),
     },
     Asset {
         path: "/static/console.js",
@@ -126,6 +177,34 @@ mod tests {
         assert!(!is_page("/static/../src/main.rs"));
         assert!(!is_page("/console/"));
         assert_eq!(serve("/nope").status(), StatusCode::NOT_FOUND);
+    }
+
+    /// The pages are ES modules: every `import ... from './x.js'` must name a served asset (a
+    /// missing one leaves the page blank), and every file of static/lib/ must be served.
+    #[test]
+    fn every_module_import_is_served() {
+        for asset in ASSETS.iter().filter(|a| a.content_type == JS) {
+            let dir = &asset.path[..asset.path.rfind('/').expect("a directory") + 1];
+            for line in asset.body.lines().filter(|l| l.starts_with("import ")) {
+                let spec = line
+                    .split(" from '")
+                    .nth(1)
+                    .and_then(|rest| rest.split('\'').next())
+                    .expect("import ... from '...'");
+                let target = format!("{dir}{}", spec.trim_start_matches("./"));
+                assert!(
+                    spec.starts_with("./") && is_page(&target),
+                    "{}: {spec}",
+                    asset.path
+                );
+            }
+        }
+        let lib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static/lib");
+        for entry in std::fs::read_dir(lib).expect("static/lib") {
+            let name = entry.expect("entry").file_name();
+            let path = format!("/static/lib/{}", name.to_string_lossy());
+            assert!(is_page(&path), "{path} is not in ASSETS");
+        }
     }
 
     /// The CSP forbids inline script and style; make the HTML obey it rather than find out in a

@@ -984,6 +984,57 @@ async fn pages_say_when_the_sign_in_ran_out_and_resume_with_a_new_token() {
     ids.dedup();
     assert_eq!((n, ids.len()), (3, 3), "{shown:?}");
     assert!(player.js(banner_state, vec![]).await.is_null());
+
+    // The sign-in both pages share (static/lib/signin.js): signing out forgets the tab's token and
+    // shows the form; a token meant for the other page signs out again with this page's words.
+    for (page, other_claims, key, words) in [
+        (
+            &player,
+            &staff_claims,
+            "gre-chat-token",
+            "This is a staff token",
+        ),
+        (
+            &staff,
+            &player_claims,
+            "gre-console-token",
+            "This is a player token",
+        ),
+    ] {
+        page.js(
+            "document.getElementById('sign-out').click(); return null;",
+            vec![],
+        )
+        .await;
+        let input = page.wait_css("[data-testid=token-input]").await;
+        let stored = page
+            .js(
+                "return sessionStorage.getItem(arguments[0]);",
+                vec![key.into()],
+            )
+            .await;
+        assert!(stored.is_null(), "{key} kept after sign-out: {stored}");
+        let shown = page.connection_state().await;
+        assert!(shown.starts_with("[\"disconnected\""), "{shown}");
+        input
+            .send_keys(&token_until(other_claims.clone(), unix_now() + 3600))
+            .await
+            .expect("type the other page's token");
+        page.wait_css("[data-testid=sign-in]")
+            .await
+            .click()
+            .await
+            .expect("sign in");
+        page.wait_js(
+            "the page refuses a token meant for the other page",
+            UI_WAIT,
+            "const e = document.getElementById('signin-error'); \
+             return e && !e.hidden && !document.getElementById('signin-view').hidden ? e.textContent : null;",
+            vec![],
+            |v| v.as_str().is_some_and(|t| t.contains(words)),
+        )
+        .await;
+    }
     player.assert_no_console_errors().await;
     tokio::join!(staff.close(), player.close());
 }
