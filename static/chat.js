@@ -2,7 +2,7 @@
 // REST, then live; after every reconnect, `subscribe` with the last cursor so nothing is missed.
 // See docs/protocol.md ("What a client should do").
 
-import { fetchAllPages } from './lib/api.js';
+import { fetchAllPages, fetchChangedRange } from './lib/api.js';
 import { bindComposer } from './lib/composer.js';
 import { $, h } from './lib/dom.js';
 import { maxCursor, newClientMessageId } from './lib/ids.js';
@@ -209,6 +209,9 @@ function onFrame(f) {
     case 'message_updated':
       if (f.message && view.has(f.message.id)) view.upsert(f.message);
       break;
+    case 'messages_updated':
+      refreshRange(f);
+      break;
     case 'session_updated':
       if (f.session) onSession(f.session);
       break;
@@ -232,6 +235,20 @@ function onFrame(f) {
       break;
     default:
       break; // messages_read (the rows come as message_updated), unsubscribed
+  }
+}
+
+/** Many messages changed at once (one frame for the lot): read them again, show the new states. */
+async function refreshRange(f) {
+  const token = auth.token;
+  if (!token || !state.playerId) return;
+  try {
+    const path = '/api/gre-chat/messages/' + encodeURIComponent(state.playerId);
+    const changed = await fetchChangedRange(token, path, f.fromCursor, f.toCursor);
+    if (auth.token !== token) return;
+    for (const m of changed) if (m.sessionId === f.sessionId && view.has(m.id)) view.upsert(m);
+  } catch (_) {
+    /* statuses stay as they were until the next change or reload: never wrong messages */
   }
 }
 

@@ -2,7 +2,7 @@
 // every session's events); the selected thread from REST, then followed exactly with
 // `subscribe` + `since` (also after every reconnect). See docs/protocol.md.
 
-import { api, fetchAllPages } from './lib/api.js';
+import { api, fetchAllPages, fetchChangedRange } from './lib/api.js';
 import { bindComposer } from './lib/composer.js';
 import { $, h } from './lib/dom.js';
 import { compareCursor, maxCursor, newClientMessageId } from './lib/ids.js';
@@ -187,6 +187,9 @@ function onFrame(f) {
     case 'message_updated':
       if (f.message) onMessageUpdated(f.message);
       break;
+    case 'messages_updated':
+      refreshRange(f);
+      break;
     case 'session_updated':
       if (f.session) onSession(f.session);
       break;
@@ -275,6 +278,24 @@ function onMessageUpdated(m) {
   const t = state.thread;
   if (t && t.sessionId === m.sessionId && view.has(m.id)) view.upsert(m);
   renderList();
+}
+
+/**
+ * Many messages of a session changed at once (one frame for the lot): the open thread reads them
+ * again; the list's last message and unread count come back with the session list's next load.
+ */
+async function refreshRange(f) {
+  const t = state.thread;
+  const token = auth.token;
+  if (!token || !t || t.sessionId !== f.sessionId) return;
+  try {
+    const path = '/api/gre-admin/messages/' + encodeURIComponent(f.sessionId);
+    const changed = await fetchChangedRange(token, path, f.fromCursor, f.toCursor);
+    if (auth.token !== token) return;
+    for (const m of changed) onMessageUpdated(m);
+  } catch (_) {
+    /* statuses stay as they were until the next change or reload: never wrong messages */
+  }
 }
 
 function onMessagesRead(f) {

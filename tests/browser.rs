@@ -1038,3 +1038,102 @@ async fn pages_say_when_the_sign_in_ran_out_and_resume_with_a_new_token() {
     player.assert_no_console_errors().await;
     tokio::join!(staff.close(), player.close());
 }
+
+#[tokio::test]
+async fn pages_show_the_new_statuses_after_one_statement_changed_many_messages() {
+    require_browser();
+    let env = TestEnv::start().await;
+    let db = env.db().await;
+    let session = env.open_session(62).await;
+    // 150 player messages in one statement: more than the 100 the relay announces one by one,
+    // so marking them read reaches clients as one messages_updated frame.
+    let insert = |sender: &'static str| {
+        format!(
+            "insert into gre_chat_messages (session_id, sender, sender_id, message) \
+             select $1, '{sender}', {}, '{sender} line ' || g from generate_series(1, 150) g",
+            if sender == "gre" { "'staff-4'" } else { "null" }
+        )
+    };
+    db.execute(insert("player").as_str(), &[&session])
+        .await
+        .expect("insert");
+    let statuses = "return Array.from(document.querySelectorAll('[data-testid=message]'))\
+                    .map(e => e.getAttribute('data-sender') + ':' + e.getAttribute('data-status'));";
+    let count = |v: &Value, what: &str| {
+        v.as_array()
+            .map(|a| a.iter().filter(|x| *x == what).count())
+            .unwrap_or(0)
+    };
+
+    let driver = Chromedriver::start().await;
+    let (staff, player) = tokio::join!(
+        driver.browser("console-mass-update"),
+        driver.browser("chat-mass-update")
+    );
+    player
+        .goto(&format!(
+            "{}#token={}",
+            env.http_url("/chat"),
+            player_token(62)
+        ))
+        .await;
+    player.wait_state("connected", UI_WAIT).await;
+    player.wait_message("player line 150").await;
+    assert_eq!(
+        count(&player.js(statuses, vec![]).await, "player:sent"),
+        150
+    );
+
+    // The GRE opens the thread: the console marks the 150 read in one mark_read.
+    staff
+        .goto(&format!(
+            "{}#token={}",
+            env.http_url("/console"),
+            staff_token("staff-4")
+        ))
+        .await;
+    staff.wait_state("connected", UI_WAIT).await;
+    staff
+        .wait_css(&format!(
+            "[data-testid=session-item][data-session-id='{session}']"
+        ))
+        .await
+        .click()
+        .await
+        .expect("open the thread");
+    player
+        .wait_js(
+            "the player sees its 150 messages read",
+            UI_WAIT,
+            statuses,
+            vec![],
+            |v| count(v, "player:read") == 150,
+        )
+        .await;
+
+    // 150 GRE lines in one statement; the player's page reads them all at once, and the
+    // console sees them read.
+    db.execute(insert("gre").as_str(), &[&session])
+        .await
+        .expect("insert");
+    player.wait_message("gre line 150").await;
+    staff
+        .wait_js(
+            "the console sees the 150 GRE lines read",
+            UI_WAIT,
+            statuses,
+            vec![],
+            |v| count(v, "gre:read") == 150,
+        )
+        .await;
+    let read: i64 = db_one_i64(
+        &db,
+        "select count(*) from gre_chat_messages where status = 'read'",
+    )
+    .await;
+    assert_eq!(read, 300);
+    player.screenshot("chat-mass-read.png").await;
+    player.assert_no_console_errors().await;
+    staff.assert_no_console_errors().await;
+    tokio::join!(staff.close(), player.close());
+}

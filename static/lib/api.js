@@ -53,3 +53,16 @@ export async function fetchAllPages(token, path, since) {
   }
   return { sessionId, messages, cursor };
 }
+
+/**
+ * The messages of a `messages_updated` frame (many messages of a session changed at once), read
+ * again: every message of `path` after the one before `fromCursor`, up to `toCursor`. Cursors are
+ * opaque on the wire; today they are message numbers, which is what docs/protocol.md tells a
+ * client to rely on here.
+ */
+export async function fetchChangedRange(token, path, fromCursor, toCursor) {
+  const before = BigInt(fromCursor) - 1n;
+  const last = BigInt(toCursor);
+  const { messages } = await fetchAllPages(token, path, before > 0n ? String(before) : null);
+  return messages.filter((m) => BigInt(m.cursor) <= last);
+}
