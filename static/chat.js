@@ -9,8 +9,11 @@ import { maxCursor, newClientMessageId } from './lib/ids.js';
 import { bindConnectionStatus } from './lib/relay.js';
 import { bindSignIn } from './lib/signin.js';
 import { ThreadView } from './lib/thread.js';
-import { parseTime } from './lib/time.js';
+import { coalesce, parseTime } from './lib/time.js';
 import { TypingSender, TypingTracker } from './lib/typing.js';
+
+/** How long arriving messages are gathered before one mark_read acknowledges them. */
+const MARK_READ_DELAY_MS = 250;
 
 const ui = {
   conn: $('#conn'),
@@ -350,7 +353,10 @@ function sendPending(p) {
 }
 
 /** Marks the GRE's messages read while the page is visible. */
-function markRead() {
+/** One mark_read for however many messages arrive together (see coalesce). */
+const markRead = coalesce(sendMarkRead, MARK_READ_DELAY_MS);
+
+function sendMarkRead() {
   if (!auth.relay || !auth.relay.connected || document.visibilityState !== 'visible') return;
   const last = view.lastMessage((m) => m.sender !== 'player');
   if (!last || last.status === 'read' || state.lastMarked === last.id) return;

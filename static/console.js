@@ -9,8 +9,11 @@ import { compareCursor, maxCursor, newClientMessageId } from './lib/ids.js';
 import { bindConnectionStatus } from './lib/relay.js';
 import { bindSignIn } from './lib/signin.js';
 import { ThreadView } from './lib/thread.js';
-import { parseTime, shortWhen } from './lib/time.js';
+import { coalesce, parseTime, shortWhen } from './lib/time.js';
 import { TypingSender, TypingTracker } from './lib/typing.js';
+
+/** How long arriving messages are gathered before one mark_read acknowledges them. */
+const MARK_READ_DELAY_MS = 250;
 
 const ui = {
   appView: $('#app-view'),
@@ -640,7 +643,10 @@ function subscribeThread() {
   auth.relay.send({ type: 'subscribe', sessionId: t.sessionId, since: t.lastCursor || '0' });
 }
 
-function markReadIfViewing() {
+/** One mark_read for however many messages arrive together (see coalesce). */
+const markReadIfViewing = coalesce(sendMarkRead, MARK_READ_DELAY_MS);
+
+function sendMarkRead() {
   const t = state.thread;
   if (!t || !isViewing(t.sessionId) || !auth.relay || !auth.relay.connected) return;
   const s = state.sessions.get(t.sessionId);

@@ -46,3 +46,19 @@ export function fullWhen(iso) {
   const d = parseTime(iso);
   return d ? d.toLocaleString() : '';
 }
+
+/**
+ * `fn` run at most once per `ms`: calls within the window are folded into one run at its end.
+ * For acknowledgements such as mark_read, where only the latest state matters and a burst of
+ * arriving messages must not become a burst of frames (the relay rate-limits frames).
+ */
+export function coalesce(fn, ms) {
+  let timer = null;
+  return function () {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      fn();
+    }, ms);
+  };
+}
