@@ -15,7 +15,7 @@ pub const MAX_MESSAGE_CHARS: usize = 4000;
 /// Longest `clientMessageId` (the table's check constraint agrees).
 pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 200;
 
-/// Error codes of `error` frames and REST error bodies.
+/// Error codes of `error` frames (REST answers with these and a few of its own: `http::error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidJson,
@@ -31,13 +31,6 @@ pub enum ErrorCode {
     TokenExpired,
     Unavailable,
     Internal,
-    // REST only
-    InvalidRequest,
-    UnsupportedMediaType,
-    PayloadTooLarge,
-    MethodNotAllowed,
-    Conflict,
-    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -56,12 +49,6 @@ impl ErrorCode {
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 }

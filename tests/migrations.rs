@@ -3,7 +3,7 @@
 
 mod support;
 
-use gre_relay::migrate::{self, Outcome, MIGRATIONS};
+use gre_relay::db::migrate::{self, Outcome, MIGRATIONS};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::*;

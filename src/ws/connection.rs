@@ -18,13 +18,15 @@ use uuid::Uuid;
 
 use crate::admission::SocketPermit;
 use crate::auth::{Identity, Verified};
-use crate::chat::{self, store_error};
-use crate::hub::{Outbound, Registration};
-use crate::notification::{Origin, RelayedEvent, Side};
-use crate::presence::{Kind, PresenceGuard};
+use crate::chat;
+use crate::db::StoreError;
 use crate::protocol::{self, ClientFrame, Cursor, ErrorCode, ProtocolError};
 use crate::rate_limit::TokenBucket;
-use crate::server::AppState;
+use crate::realtime::hub::{Outbound, Registration};
+use crate::realtime::notify::{Origin, RelayedEvent, Side};
+use crate::realtime::presence::{Kind, PresenceGuard};
+use crate::shutdown::stopped;
+use crate::state::AppState;
 
 /// Close codes (docs/protocol.md).
 pub mod close_code {
@@ -53,7 +55,7 @@ type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
 
 /// Serves one upgraded connection until it closes. `permit` is its slot in the connection
 /// budgets; once the client has authenticated it moves to that identity's budget.
-pub async fn serve<S>(ws: WebSocketStream<S>, app: Arc<AppState>, permit: &mut SocketPermit)
+pub(crate) async fn serve<S>(ws: WebSocketStream<S>, app: Arc<AppState>, permit: &mut SocketPermit)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -64,12 +66,12 @@ where
         write_timeout: app.settings.websocket.write_timeout(),
     };
     let mut stream = stream;
-    let mut shutdown = app.shutdown.clone();
+    let mut shutdown = app.plumbing.shutdown.clone();
 
     let Some(verified) = Box::pin(conn.authenticate(&mut stream, &mut shutdown)).await else {
         return;
     };
-    let expires = app.verifier.socket_deadline(&verified);
+    let expires = app.deps.verifier.socket_deadline(&verified);
     let identity = verified.identity;
     if let Err(refusal) = permit.authenticate(identity_key(&identity)) {
         app.metrics.refused_connections.inc();
@@ -84,19 +86,25 @@ where
         Identity::Staff { .. } => (true, None),
     };
     let reg = app
+        .deps
         .hub
         .register(app.settings.websocket.outbound_queue, is_staff, player_id);
     // Recorded before `authenticated` is sent: from then on, the database knows this client is
     // connected (no push notification for it, and its GRE shows online).
     let presence = match &identity {
-        Identity::Player { player_id } => {
-            Some(Box::pin(app.presence.attach(Kind::Player, player_id.to_string())).await)
-        }
+        Identity::Player { player_id } => Some(
+            Box::pin(
+                app.deps
+                    .presence
+                    .attach(Kind::Player, player_id.to_string()),
+            )
+            .await,
+        ),
         Identity::Staff {
             staff_id,
             service_role: false,
             ..
-        } => Some(Box::pin(app.presence.attach(Kind::Staff, staff_id.clone())).await),
+        } => Some(Box::pin(app.deps.presence.attach(Kind::Staff, staff_id.clone())).await),
         Identity::Staff {
             service_role: true, ..
         } => None,
@@ -222,7 +230,7 @@ where
                     self.close(close_code::AUTH_FAILED, "authentication timeout").await;
                     return None;
                 }
-                _ = crate::server::stopped(shutdown) => {
+                _ = stopped(shutdown) => {
                     self.close(1001, "server shutting down").await;
                     return None;
                 }
@@ -247,7 +255,7 @@ where
             };
             let reply = match protocol::parse_client_frame(&text) {
                 Ok(ClientFrame::Authenticate { token }) => {
-                    match self.app.verifier.verify(&token).await {
+                    match self.app.deps.verifier.verify(&token).await {
                         Ok(verified) => return Some(verified),
                         Err(e) => {
                             failures += 1;
@@ -299,7 +307,7 @@ where
     async fn welcome(&mut self, session: &mut Session) -> Result<(), Gone> {
         match session.identity.clone() {
             Identity::Player { player_id } => {
-                let open = match self.app.store.open_session(player_id).await {
+                let open = match self.app.deps.store.open_session(player_id).await {
                     Ok(open) => open,
                     Err(e) => {
                         self.send_error(&store_error(e)).await?;
@@ -317,6 +325,7 @@ where
                     // Follow it from the lookup's position at once; the catch-up for what
                     // committed in between runs when the hold ends (see `run`).
                     self.app
+                        .deps
                         .hub
                         .subscribe(session.reg.id, open.id, open.last_seq);
                     session.sent.insert(open.id, open.last_seq);
@@ -329,7 +338,7 @@ where
             }
         }
         // Who is online now; changes follow as they happen.
-        match self.app.store.online_staff().await {
+        match self.app.deps.store.online_staff().await {
             Ok(online) => {
                 if session.identity.is_staff() {
                     for p in &online {
@@ -389,7 +398,7 @@ where
             let holding = hold_until.is_some();
             tokio::select! {
                 // Shutdown first: a server going down says so (1001) rather than keep writing.
-                _ = crate::server::stopped(shutdown) => {
+                _ = stopped(shutdown) => {
                     Box::pin(self.close(1001, "server shutting down")).await;
                     return;
                 }
@@ -546,7 +555,7 @@ where
                 {
                     session.pending_catch_up = None;
                 }
-                self.app.hub.unsubscribe(session.reg.id, session_id);
+                self.app.deps.hub.unsubscribe(session.reg.id, session_id);
                 session.sent.remove(&session_id);
                 return self
                     .send_text(protocol::unsubscribed_frame(session_id))
@@ -572,7 +581,13 @@ where
                 match self.authorize_cached(session, session_id).await {
                     Ok(()) => {
                         let staff = session.identity.is_staff();
-                        match self.app.store.mark_read(session_id, up_to, staff).await {
+                        match self
+                            .app
+                            .deps
+                            .store
+                            .mark_read(session_id, up_to, staff)
+                            .await
+                        {
                             Ok((cursor, ids)) => {
                                 let event = RelayedEvent::MessagesRead {
                                     session_id,
@@ -615,7 +630,7 @@ where
     /// the socket's life (subscriptions intact) and is answered `authenticated` again; a token
     /// of another identity, or one that is refused, changes nothing.
     async fn refresh(&mut self, session: &mut Session, token: &str) -> Result<(), Gone> {
-        let verified = match self.app.verifier.verify(token).await {
+        let verified = match self.app.deps.verifier.verify(token).await {
             Ok(v) => v,
             Err(e) => {
                 let e = ProtocolError::new(ErrorCode::Unauthenticated, e.to_string());
@@ -630,12 +645,12 @@ where
             );
             return self.send_error(&e).await;
         }
-        session.expires = self.app.verifier.socket_deadline(&verified);
+        session.expires = self.app.deps.verifier.socket_deadline(&verified);
         // The same subject; its display name may have changed.
         session.identity = verified.identity;
         let frame = match &session.identity {
             Identity::Player { player_id } => {
-                let open = match self.app.store.open_session(*player_id).await {
+                let open = match self.app.deps.store.open_session(*player_id).await {
                     Ok(open) => open.map(|s| s.id),
                     Err(e) => return self.send_error(&store_error(e)).await,
                 };
@@ -654,14 +669,20 @@ where
         event: &RelayedEvent,
     ) -> Result<(), ProtocolError> {
         let origin = Origin {
-            instance: self.app.instance_id,
+            instance: self.app.deps.instance_id,
             conn: session.reg.id,
         };
-        let payload = self
-            .app
-            .relay_key
-            .seal(origin, event, crate::listener::now_ms());
-        self.app.store.notify(&payload).await.map_err(store_error)
+        let payload =
+            self.app
+                .deps
+                .relay_key
+                .seal(origin, event, crate::realtime::notify::now_ms());
+        self.app
+            .deps
+            .store
+            .notify(&payload)
+            .await
+            .map_err(store_error)
     }
 
     /// Runs the automatic subscription's deferred catch-up, if a resume did not supersede it.
@@ -692,6 +713,7 @@ where
     ) -> Result<i64, ProtocolError> {
         let info = self
             .app
+            .deps
             .store
             .session(session_id)
             .await
@@ -715,12 +737,16 @@ where
         since: Cursor,
         announce: bool,
     ) -> Result<(), Gone> {
-        self.app.hub.subscribe(session.reg.id, session_id, since.0);
+        self.app
+            .deps
+            .hub
+            .subscribe(session.reg.id, session_id, since.0);
         let mut cursor = since;
         session.sent.insert(session_id, since.0);
         loop {
             let page = match self
                 .app
+                .deps
                 .store
                 .messages_after(session_id, cursor, BACKFILL_PAGE)
                 .await
@@ -728,7 +754,7 @@ where
                 Ok(p) => p,
                 Err(e) => {
                     // Without its backfill the subscription would have a gap: undo it.
-                    self.app.hub.unsubscribe(session.reg.id, session_id);
+                    self.app.deps.hub.unsubscribe(session.reg.id, session_id);
                     session.sent.remove(&session_id);
                     let text = protocol::error_frame_for(&store_error(e), None, Some(session_id));
                     return self.send_text(text).await;
@@ -746,6 +772,7 @@ where
         }
         session.sent.insert(session_id, cursor.0);
         self.app
+            .deps
             .hub
             .note_position(session.reg.id, session_id, cursor.0);
         if announce {
@@ -768,7 +795,8 @@ where
         let cid = client_message_id.as_deref();
         let message = match &session.identity {
             Identity::Player { player_id } => {
-                let sent = chat::player_send(&app, *player_id, session_id, &text, cid).await?;
+                let sent =
+                    chat::player_send(&app.deps.store, *player_id, session_id, &text, cid).await?;
                 if let Some(opened) = &sent.opened {
                     session.allowed.insert(opened.id);
                     // The new session's messages start at 1: subscribe from its beginning.
@@ -782,7 +810,7 @@ where
                 let session_id = session_id.ok_or_else(|| {
                     ProtocolError::new(ErrorCode::InvalidMessage, "sessionId is required for staff")
                 })?;
-                chat::staff_send(&app, staff, session_id, &text, cid)
+                chat::staff_send(&app.deps.store, staff, session_id, &text, cid)
                     .await?
                     .0
             }
@@ -859,4 +887,9 @@ fn side_of(identity: &Identity) -> (Side, Option<String>) {
         Identity::Player { .. } => (Side::Player, None),
         Identity::Staff { staff_id, .. } => (Side::Gre, Some(staff_id.clone())),
     }
+}
+
+/// What a client is told when the store fails under a frame: the chat rules' verdict.
+fn store_error(e: StoreError) -> ProtocolError {
+    chat::ChatError::from(e).into()
 }

@@ -12,7 +12,7 @@ use hyper::header::{
 };
 use hyper::{Response, StatusCode};
 
-use crate::http::Body;
+use super::response::{error_response, Body};
 
 /// The policy of every page and asset.
 pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; connect-src 'self' ws: wss:; \
@@ -34,37 +34,37 @@ const ASSETS: &[Asset] = &[
     Asset {
         path: "/console",
         content_type: HTML,
-        body: include_str!("../static/console.html"),
+        body: include_str!("../../static/console.html"),
     },
     Asset {
         path: "/chat",
         content_type: HTML,
-        body: include_str!("../static/chat.html"),
+        body: include_str!("../../static/chat.html"),
     },
     Asset {
         path: "/static/app.css",
         content_type: CSS,
-        body: include_str!("../static/app.css"),
+        body: include_str!("../../static/app.css"),
     },
     Asset {
         path: "/static/common.js",
         content_type: JS,
-        body: include_str!("../static/common.js"),
+        body: include_str!("../../static/common.js"),
     },
     Asset {
         path: "/static/console.js",
         content_type: JS,
-        body: include_str!("../static/console.js"),
+        body: include_str!("../../static/console.js"),
     },
     Asset {
         path: "/static/chat.js",
         content_type: JS,
-        body: include_str!("../static/chat.js"),
+        body: include_str!("../../static/chat.js"),
     },
     Asset {
         path: "/static/icon.svg",
         content_type: SVG,
-        body: include_str!("../static/icon.svg"),
+        body: include_str!("../../static/icon.svg"),
     },
 ];
 
@@ -73,14 +73,14 @@ fn find(path: &str) -> Option<&'static Asset> {
 }
 
 /// Is `path` one of the pages or their assets (answered by [`serve`] for GET)?
-pub fn is_page(path: &str) -> bool {
+pub(crate) fn is_page(path: &str) -> bool {
     find(path).is_some()
 }
 
 /// The page or asset at `path`, with its headers; 404 for anything else.
-pub fn serve(path: &str) -> Response<Body> {
+pub(crate) fn serve(path: &str) -> Response<Body> {
     let Some(asset) = find(path) else {
-        return crate::http::error_response(
+        return error_response(
             StatusCode::NOT_FOUND,
             crate::protocol::ErrorCode::NotFound,
             "no such page",
