@@ -5,7 +5,7 @@
 
 use hyper::{Response, StatusCode};
 
-use super::response::{error_response, Body};
+use super::response::{json_response, Body};
 use crate::chat::ChatError;
 use crate::protocol::{ErrorCode, ProtocolError};
 
@@ -120,4 +120,17 @@ impl From<ChatError> for ApiError {
             None => ApiError::of(ApiCode::Conflict, e.to_string()),
         }
     }
+}
+
+/// The contract's error body: `{"error": {"code": "...", "message": "..."}}`.
+pub(crate) fn error_response(
+    status: StatusCode,
+    code: impl Into<ApiCode>,
+    message: &str,
+) -> Response<Body> {
+    let code = code.into();
+    json_response(
+        status,
+        &serde_json::json!({"error": {"code": code.as_str(), "message": message}}),
+    )
 }

@@ -6,7 +6,8 @@ use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
-use super::response::{error_response, Body};
+use super::error::error_response;
+use super::response::Body;
 use crate::protocol::ErrorCode;
 use crate::state::AppState;
 

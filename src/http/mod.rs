@@ -33,8 +33,8 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::protocol::ErrorCode;
 use crate::state::AppState;
+use error::error_response;
 use error::ApiCode;
-use response::error_response;
 
 /// Routes one request. Never fails: every problem is a JSON error response. Every answer carries
 /// the CORS headers for the caller's origin (`cors.rs`).

@@ -12,7 +12,8 @@ use hyper::header::{
 };
 use hyper::{Response, StatusCode};
 
-use super::response::{error_response, Body};
+use super::error::error_response;
+use super::response::Body;
 
 /// The policy of every page and asset.
 pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; connect-src 'self' ws: wss:; \

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
 
-use super::error::{ApiCode, ApiError};
-use super::response::{error_response, json_response, Body};
+use super::error::{error_response, ApiCode, ApiError};
+use super::response::{json_response, Body};
 use crate::auth::{AuthError, Identity};
 use crate::chat::{self, store_error};
 use crate::protocol::{self, Cursor, ErrorCode, ProtocolError};
