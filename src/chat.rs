@@ -125,3 +125,42 @@ pub(crate) async fn staff_send(
         .send_staff_message(session_id, &author, text, client_message_id)
         .await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_database_said_becomes_a_verdict() {
+        let verdict = |r| ChatError::from(StoreError::Refused(r));
+        assert!(matches!(verdict(Refusal::NoRow), ChatError::NotFound));
+        assert!(matches!(verdict(Refusal::OtherOwner), ChatError::NotYours));
+        assert!(matches!(
+            verdict(Refusal::SessionClosed),
+            ChatError::SessionClosed
+        ));
+        assert!(matches!(
+            verdict(Refusal::ChatGate),
+            ChatError::ChatDisabled
+        ));
+        assert!(matches!(
+            verdict(Refusal::OpenSessionExists),
+            ChatError::Conflict
+        ));
+        assert!(matches!(
+            ChatError::from(StoreError::Unavailable("pool timed out".into())),
+            ChatError::Unavailable
+        ));
+    }
+
+    #[test]
+    fn a_client_is_told_the_protocol_code_and_no_internals() {
+        let e = ProtocolError::from(ChatError::NotYours);
+        assert_eq!(e.code, ErrorCode::Forbidden);
+        assert_eq!(e.message, "not your session");
+        let e = ProtocolError::from(ChatError::from(StoreError::Decode("column 3".into())));
+        assert_eq!(e.code, ErrorCode::Internal);
+        assert!(!e.message.contains("column"));
+        assert_eq!(ChatError::Conflict.code(), None);
+    }
+}

@@ -527,6 +527,76 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_session_frames_and_their_context() {
+        let sid = Uuid::new_v4();
+        let up_to = Uuid::new_v4();
+        let frame = parse_client_frame(&format!(r#"{{"type":"unsubscribe","sessionId":"{sid}"}}"#));
+        assert_eq!(frame, Ok(ClientFrame::Unsubscribe { session_id: sid }));
+        let frame = parse_client_frame(&format!(
+            r#"{{"type":"typing","sessionId":"{sid}","isTyping":true}}"#
+        ))
+        .expect("typing");
+        assert_eq!(
+            frame,
+            ClientFrame::Typing {
+                session_id: sid,
+                is_typing: true
+            }
+        );
+        assert_eq!(frame.context(), (None, Some(sid)));
+        assert_eq!(
+            parse_client_frame(&format!(
+                r#"{{"type":"mark_read","sessionId":"{sid}","upTo":"{up_to}"}}"#
+            )),
+            Ok(ClientFrame::MarkRead {
+                session_id: sid,
+                up_to
+            })
+        );
+        let send =
+            parse_client_frame(r#"{"type":"send_message","message":"hi","clientMessageId":"c9"}"#)
+                .expect("send_message");
+        assert_eq!(send.context(), (Some("c9"), None));
+        // A subscribe without `since` starts now; `null` means the same.
+        assert_eq!(
+            parse_client_frame(&format!(
+                r#"{{"type":"subscribe","sessionId":"{sid}","since":null}}"#
+            )),
+            Ok(ClientFrame::Subscribe {
+                session_id: sid,
+                since: None
+            })
+        );
+    }
+
+    #[test]
+    fn session_frames_without_their_fields_are_invalid_frames() {
+        assert_eq!(code(r#"{"type":"authenticate"}"#), ErrorCode::InvalidFrame);
+        assert_eq!(code(r#"{"type":"unsubscribe"}"#), ErrorCode::InvalidFrame);
+        let sid = Uuid::new_v4();
+        assert_eq!(
+            code(&format!(r#"{{"type":"typing","sessionId":"{sid}"}}"#)),
+            ErrorCode::InvalidFrame
+        );
+        assert_eq!(
+            code(&format!(
+                r#"{{"type":"mark_read","sessionId":"{sid}","upTo":"x"}}"#
+            )),
+            ErrorCode::InvalidFrame
+        );
+        assert_eq!(
+            code(r#"{"type":"send_message"}"#),
+            ErrorCode::InvalidMessage
+        );
+        // An error about an unparsable frame still names what it could read.
+        let (cid, sid_read) = raw_context(&format!(
+            r#"{{"type":"send_message","clientMessageId":"c1","sessionId":"{sid}"}}"#
+        ));
+        assert_eq!(cid.as_deref(), Some("c1"));
+        assert_eq!(sid_read, Some(sid));
+    }
+
+    #[test]
     fn four_thousand_emoji_are_accepted() {
         let text = "😀".repeat(4000);
         assert!(validate_message_text(text).is_ok());

@@ -134,3 +134,30 @@ pub(crate) fn error_response(
         &serde_json::json!({"error": {"code": code.as_str(), "message": message}}),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rest_only_codes_and_shared_codes_have_their_status() {
+        assert_eq!(
+            ApiCode::PayloadTooLarge.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(ApiCode::Conflict.as_str(), "conflict");
+        assert_eq!(
+            ApiCode::from(ErrorCode::SessionClosed).status(),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            ApiCode::from(ErrorCode::ChatDisabled).as_str(),
+            "chat_disabled"
+        );
+        let e = ApiError::from(ChatError::Conflict);
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::CONFLICT, ApiCode::Conflict)
+        );
+    }
+}

@@ -6,6 +6,7 @@
 //! Must not touch: the database except through `chat` and `db`'s queries; the hub (sockets
 //! subscribe from `ws/`); the LISTEN connection.
 
+mod bodies;
 pub(crate) mod cors;
 pub(crate) mod error;
 mod health;

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
 
+use super::bodies::{self, BodyError, Field, ReplyBody, SendBody, StatusBody};
 use super::error::{error_response, ApiCode, ApiError};
 use super::response::{json_response, Body};
 use crate::auth::{AuthError, Identity};
@@ -400,36 +401,42 @@ async fn drain_body(req: Request<Incoming>, app: &AppState) -> Result<(), ApiErr
     read_json(req, app).await.map(|_| ())
 }
 
-fn object(body: Value) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match body {
-        Value::Object(map) => Ok(map),
-        Value::Null => Err(ApiError::unprocessable("a JSON object body is required")),
-        _ => Err(ApiError::unprocessable("the body must be a JSON object")),
-    }
+/// Reads and parses a body of type `T` (`bodies.rs`).
+async fn read_body<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    app: &AppState,
+) -> Result<T, ApiError> {
+    bodies::parse(read_json(req, app).await?).map_err(|e| match e {
+        BodyError::Missing => ApiError::unprocessable("a JSON object body is required"),
+        BodyError::NotAnObject => ApiError::unprocessable("the body must be a JSON object"),
+    })
 }
 
 /// `message` and `clientMessageId` of a send or reply body, validated as the WebSocket does.
 fn message_fields(
-    body: &serde_json::Map<String, Value>,
+    message: Field<String>,
+    client_message_id: Field<String>,
 ) -> Result<(String, Option<String>), ApiError> {
-    let message = match body.get("message") {
-        Some(Value::String(s)) => protocol::validate_message_text(s.clone())?,
-        Some(_) => {
+    let message = match message {
+        Field::Given(s) => protocol::validate_message_text(s)?,
+        Field::Null | Field::WrongType => {
             return Err(
                 ProtocolError::new(ErrorCode::InvalidMessage, "message must be a string").into(),
             )
         }
-        None => {
+        Field::Absent => {
             return Err(ProtocolError::new(ErrorCode::InvalidMessage, "message is required").into())
         }
     };
-    let client_message_id = match body.get("clientMessageId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(
-            protocol::validate_client_message_id(s.clone())
+    let client_message_id = match client_message_id {
+        Field::Absent | Field::Null => None,
+        Field::Given(s) => Some(
+            protocol::validate_client_message_id(s)
                 .map_err(|e| ApiError::unprocessable(e.message))?,
         ),
-        Some(_) => return Err(ApiError::unprocessable("clientMessageId must be a string")),
+        Field::WrongType => {
+            return Err(ApiError::unprocessable("clientMessageId must be a string"))
+        }
     };
     Ok((message, client_message_id))
 }
@@ -442,8 +449,8 @@ async fn send(req: Request<Incoming>, app: &AppState, identity: &Identity) -> Ap
             "players only; staff reply with /api/gre-admin/reply",
         ));
     };
-    let body = object(read_json(req, app).await?)?;
-    let (text, cid) = message_fields(&body)?;
+    let body: SendBody = read_body(req, app).await?;
+    let (text, cid) = message_fields(body.message, body.client_message_id)?;
     let sent = chat::player_send(&app.deps.store, *player_id, None, &text, cid.as_deref()).await?;
     Ok(sent_response(
         sent.duplicate,
@@ -454,39 +461,39 @@ async fn send(req: Request<Incoming>, app: &AppState, identity: &Identity) -> Ap
 
 async fn admin_reply(req: Request<Incoming>, app: &AppState, identity: &Identity) -> ApiResult {
     require_staff(identity)?;
-    let body = object(read_json(req, app).await?)?;
-    let session_id = match body.get("sessionId") {
-        Some(Value::String(s)) => s
+    let body: ReplyBody = read_body(req, app).await?;
+    let session_id = match body.session_id {
+        Field::Given(s) => s
             .parse::<Uuid>()
             .map_err(|_| ApiError::unprocessable("sessionId must be a UUID"))?,
         _ => return Err(ApiError::unprocessable("sessionId is required")),
     };
-    let (text, cid) = message_fields(&body)?;
+    let (text, cid) = message_fields(body.message, body.client_message_id)?;
     let (message, duplicate) =
         chat::staff_send(&app.deps.store, identity, session_id, &text, cid.as_deref()).await?;
     Ok(sent_response(duplicate, &message.json, None))
 }
 
 async fn admin_status(req: Request<Incoming>, app: &AppState, session_id: Uuid) -> ApiResult {
-    let body = object(read_json(req, app).await?)?;
+    let body: StatusBody = read_body(req, app).await?;
     // Absent: leave the status (an assignment alone must not undo a concurrent change).
-    let status = match body.get("status") {
-        None => None,
-        Some(Value::String(s)) if SESSION_STATUSES.contains(&s.as_str()) => Some(s.as_str()),
-        Some(_) => {
+    let status = match &body.status {
+        Field::Absent => None,
+        Field::Given(s) if SESSION_STATUSES.contains(&s.as_str()) => Some(s.as_str()),
+        _ => {
             return Err(ApiError::unprocessable(
                 "status must be waiting, active or closed",
             ))
         }
     };
     // Absent: leave the assignee; null: clear it; a string: assign.
-    let assigned = match body.get("assignedGreId") {
-        None => None,
-        Some(Value::Null) => Some(None),
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 && !s.contains('\0') => {
+    let assigned = match &body.assigned_gre_id {
+        Field::Absent => None,
+        Field::Null => Some(None),
+        Field::Given(s) if !s.is_empty() && s.len() <= 200 && !s.contains('\0') => {
             Some(Some(s.as_str()))
         }
-        Some(_) => {
+        _ => {
             return Err(ApiError::unprocessable(
                 "assignedGreId must be a non-empty string or null",
             ))

@@ -193,7 +193,7 @@ impl Listener {
         let mut down_since: Option<std::time::Instant> = None;
         loop {
             let outcome = tokio::select! {
-                r = self.session(down_since, &mut backoff) => r,
+                r = self.connection_life(down_since, &mut backoff) => r,
                 _ = crate::shutdown::stopped(&mut shutdown) => return,
             };
             let was_whole = self.status.connected.swap(false, Ordering::Relaxed);
@@ -218,7 +218,7 @@ impl Listener {
     }
 
     /// One connection's life: connect, LISTEN, backfill if this is a reconnect, dispatch.
-    async fn session(
+    async fn connection_life(
         &self,
         down_since: Option<std::time::Instant>,
         backoff: &mut Duration,

@@ -26,6 +26,8 @@ use crate::realtime::hub::{Outbound, Registration};
 use crate::realtime::notify::{Origin, RelayedEvent, Side};
 use crate::realtime::presence::{Kind, PresenceGuard};
 use crate::shutdown::stopped;
+
+mod frames;
 use crate::state::AppState;
 
 /// Close codes (docs/protocol.md).
@@ -109,7 +111,7 @@ where
             service_role: true, ..
         } => None,
     };
-    let mut session = Session {
+    let mut sock = SocketState {
         identity,
         expires,
         reg,
@@ -122,10 +124,10 @@ where
         ),
         pending_catch_up: None,
     };
-    if Box::pin(conn.welcome(&mut session)).await.is_err() {
+    if Box::pin(conn.welcome(&mut sock)).await.is_err() {
         return;
     }
-    conn.run(&mut stream, &mut session, &mut shutdown).await;
+    conn.run(&mut stream, &mut sock, &mut shutdown).await;
 }
 
 /// The connection's writing half and what it needs to answer.
@@ -140,8 +142,9 @@ struct Connection<S> {
     write_timeout: Duration,
 }
 
-/// State after authentication.
-struct Session {
+/// One socket's state after authentication (its identity, subscriptions, budget): not a chat
+/// session, which is a row of `gre_chat_sessions`.
+struct SocketState {
     identity: Identity,
     /// When the credential runs out (its `exp` plus the leeway); None for a secret API key.
     /// A fresh `authenticate` of the same identity moves it.
@@ -304,8 +307,8 @@ where
 
     /// After authentication: `authenticated`, and a player's automatic subscription to its open
     /// session.
-    async fn welcome(&mut self, session: &mut Session) -> Result<(), Gone> {
-        match session.identity.clone() {
+    async fn welcome(&mut self, sock: &mut SocketState) -> Result<(), Gone> {
+        match sock.identity.clone() {
             Identity::Player { player_id } => {
                 let open = match self.app.deps.store.open_session(player_id).await {
                     Ok(open) => open,
@@ -321,15 +324,15 @@ where
                 ))
                 .await?;
                 if let Some(open) = open {
-                    session.allowed.insert(open.id);
+                    sock.allowed.insert(open.id);
                     // Follow it from the lookup's position at once; the catch-up for what
                     // committed in between runs when the hold ends (see `run`).
                     self.app
                         .deps
                         .hub
-                        .subscribe(session.reg.id, open.id, open.last_seq);
-                    session.sent.insert(open.id, open.last_seq);
-                    session.pending_catch_up = Some((open.id, Cursor(open.last_seq)));
+                        .subscribe(sock.reg.id, open.id, open.last_seq);
+                    sock.sent.insert(open.id, open.last_seq);
+                    sock.pending_catch_up = Some((open.id, Cursor(open.last_seq)));
                 }
             }
             Identity::Staff { staff_id, .. } => {
@@ -340,7 +343,7 @@ where
         // Who is online now; changes follow as they happen.
         match self.app.deps.store.online_staff().await {
             Ok(online) => {
-                if session.identity.is_staff() {
+                if sock.identity.is_staff() {
                     for p in &online {
                         let frame = protocol::staff_presence_frame(
                             &p.gre_id,
@@ -362,7 +365,7 @@ where
     async fn run<R>(
         &mut self,
         stream: &mut R,
-        session: &mut Session,
+        sock: &mut SocketState,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) where
         R: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
@@ -371,7 +374,7 @@ where
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
-        let lagged = session.reg.lagged.clone();
+        let lagged = sock.reg.lagged.clone();
         // Live events wait until the client's first frame has been handled (or RESUME_GRACE
         // passes): a reconnecting client's `subscribe` with `since` must get its backfill before
         // any newer live message, or it would see the session out of commit order. Nothing is
@@ -379,12 +382,12 @@ where
         let mut hold_until = Some(Instant::now() + RESUME_GRACE);
         // The credential's end. One timer for the connection's life, moved when a refresh moves
         // the deadline (a secret API key has none: the branch stays off).
-        let mut deadline = session.expires;
+        let mut deadline = sock.expires;
         let expiry = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now));
         tokio::pin!(expiry);
         loop {
-            if session.expires != deadline {
-                deadline = session.expires;
+            if sock.expires != deadline {
+                deadline = sock.expires;
                 if let Some(d) = deadline {
                     expiry.as_mut().reset(d);
                 }
@@ -415,17 +418,17 @@ where
                 // The grace period is over: let live events flow.
                 _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now)), if holding => {
                     hold_until = None;
-                    if Box::pin(self.catch_up(session)).await.is_err() {
+                    if Box::pin(self.catch_up(sock)).await.is_err() {
                         return;
                     }
                 }
                 // Events for this client, written in batches with one flush.
-                event = session.reg.rx.recv(), if !holding => {
+                event = sock.reg.rx.recv(), if !holding => {
                     let Some(event) = event else {
                         Box::pin(self.close(close_code::LAGGING, "too slow: reconnect and resume from your last cursor")).await;
                         return;
                     };
-                    if self.write_events(session, event).await.is_err() {
+                    if self.write_events(sock, event).await.is_err() {
                         return;
                     }
                 }
@@ -434,10 +437,10 @@ where
                     last_heard = Instant::now();
                     match next {
                         Some(Ok(Message::Text(text))) => {
-                            if Box::pin(self.handle_text(session, &text)).await.is_err() {
+                            if Box::pin(self.handle_text(sock, &text)).await.is_err() {
                                 return;
                             }
-                            if hold_until.take().is_some() && Box::pin(self.catch_up(session)).await.is_err() {
+                            if hold_until.take().is_some() && Box::pin(self.catch_up(sock)).await.is_err() {
                                 return;
                             }
                         }
@@ -474,7 +477,7 @@ where
     /// fewer syscalls under load. One timeout bounds the whole batch.
     async fn write_events(
         &mut self,
-        session: &mut Session,
+        sock: &mut SocketState,
         first: std::sync::Arc<Outbound>,
     ) -> Result<(), Gone> {
         let sink = &mut self.sink;
@@ -482,136 +485,20 @@ where
             let mut event = Some(first);
             let mut written = 0;
             while let Some(e) = event.take() {
-                if let Some(frame) = session.accept(&e) {
+                if let Some(frame) = sock.accept(&e) {
                     sink.feed(Message::Text(frame)).await?;
                     written += 1;
                 }
                 if written >= WRITE_BATCH {
                     break;
                 }
-                event = session.reg.rx.try_recv().ok();
+                event = sock.reg.rx.try_recv().ok();
             }
             sink.flush().await
         };
         match tokio::time::timeout(self.write_timeout, write).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(Gone),
-        }
-    }
-
-    async fn handle_text(&mut self, session: &mut Session, text: &str) -> Result<(), Gone> {
-        let frame = match protocol::parse_client_frame(text) {
-            Ok(f) => f,
-            Err(e) => {
-                let (cid, sid) = protocol::raw_context(text);
-                return self
-                    .send_text(protocol::error_frame_for(&e, cid.as_deref(), sid))
-                    .await;
-            }
-        };
-        // Named in an error about this request, so the client knows which one failed.
-        let (client_message_id, about_session) = frame.context();
-        let client_message_id = client_message_id.map(str::to_owned);
-        // A refresh (`authenticate` again) costs a signature check, so it is paced like the rest.
-        if !matches!(frame, ClientFrame::Ping) && !session.bucket.take() {
-            self.app.metrics.rate_limited.inc();
-            let e = ProtocolError::new(ErrorCode::RateLimited, "too many frames; slow down");
-            let text = protocol::error_frame_for(&e, client_message_id.as_deref(), about_session);
-            return self.send_text(text).await;
-        }
-        let result = match frame {
-            ClientFrame::Ping => return self.send_text(protocol::pong_frame()).await,
-            ClientFrame::Authenticate { token } => {
-                return Box::pin(self.refresh(session, &token)).await;
-            }
-            ClientFrame::SendMessage {
-                message,
-                session_id,
-                client_message_id,
-            } => {
-                self.send_message(session, message, session_id, client_message_id)
-                    .await
-            }
-            ClientFrame::Subscribe { session_id, since } => {
-                match self.authorize(session, session_id).await {
-                    Ok(last_seq) => {
-                        if session
-                            .pending_catch_up
-                            .is_some_and(|(id, _)| id == session_id)
-                        {
-                            session.pending_catch_up = None;
-                        }
-                        // A cursor beyond the session's end is clamped: it cannot skip future rows.
-                        let from = since.map_or(Cursor(last_seq), |c| c.min(Cursor(last_seq)));
-                        return self.subscribe(session, session_id, from, true).await;
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            ClientFrame::Unsubscribe { session_id } => {
-                if session
-                    .pending_catch_up
-                    .is_some_and(|(id, _)| id == session_id)
-                {
-                    session.pending_catch_up = None;
-                }
-                self.app.deps.hub.unsubscribe(session.reg.id, session_id);
-                session.sent.remove(&session_id);
-                return self
-                    .send_text(protocol::unsubscribed_frame(session_id))
-                    .await;
-            }
-            ClientFrame::Typing {
-                session_id,
-                is_typing,
-            } => match self.authorize_cached(session, session_id).await {
-                Ok(()) => {
-                    let (side, staff_id) = side_of(&session.identity);
-                    let event = RelayedEvent::Typing {
-                        session_id,
-                        side,
-                        staff_id,
-                        is_typing,
-                    };
-                    self.relay(session, &event).await
-                }
-                Err(e) => Err(e),
-            },
-            ClientFrame::MarkRead { session_id, up_to } => {
-                match self.authorize_cached(session, session_id).await {
-                    Ok(()) => {
-                        let staff = session.identity.is_staff();
-                        match self
-                            .app
-                            .deps
-                            .store
-                            .mark_read(session_id, up_to, staff)
-                            .await
-                        {
-                            Ok((cursor, ids)) => {
-                                let event = RelayedEvent::MessagesRead {
-                                    session_id,
-                                    reader: side_of(&session.identity).0,
-                                    up_to,
-                                    cursor: cursor.0,
-                                    count: ids.len() as u64,
-                                };
-                                self.relay(session, &event).await
-                            }
-                            Err(e) => Err(store_error(e)),
-                        }
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let text =
-                    protocol::error_frame_for(&e, client_message_id.as_deref(), about_session);
-                self.send_text(text).await
-            }
         }
     }
 
@@ -629,7 +516,7 @@ where
     /// `authenticate` on an authenticated socket: a fresh token of the same identity extends
     /// the socket's life (subscriptions intact) and is answered `authenticated` again; a token
     /// of another identity, or one that is refused, changes nothing.
-    async fn refresh(&mut self, session: &mut Session, token: &str) -> Result<(), Gone> {
+    async fn refresh(&mut self, sock: &mut SocketState, token: &str) -> Result<(), Gone> {
         let verified = match self.app.deps.verifier.verify(token).await {
             Ok(v) => v,
             Err(e) => {
@@ -637,7 +524,7 @@ where
                 return self.send_error(&e).await;
             }
         };
-        if !same_subject(&session.identity, &verified.identity) {
+        if !same_subject(&sock.identity, &verified.identity) {
             let e = ProtocolError::new(
                 ErrorCode::Forbidden,
                 "this token is for another identity: a connection keeps the identity it \
@@ -645,10 +532,10 @@ where
             );
             return self.send_error(&e).await;
         }
-        session.expires = self.app.deps.verifier.socket_deadline(&verified);
+        sock.expires = self.app.deps.verifier.socket_deadline(&verified);
         // The same subject; its display name may have changed.
-        session.identity = verified.identity;
-        let frame = match &session.identity {
+        sock.identity = verified.identity;
+        let frame = match &sock.identity {
             Identity::Player { player_id } => {
                 let open = match self.app.deps.store.open_session(*player_id).await {
                     Ok(open) => open.map(|s| s.id),
@@ -665,12 +552,12 @@ where
     /// signed so that relays can tell it from a forged `pg_notify` (src/notification.rs).
     async fn relay(
         &mut self,
-        session: &Session,
+        sock: &SocketState,
         event: &RelayedEvent,
     ) -> Result<(), ProtocolError> {
         let origin = Origin {
             instance: self.app.deps.instance_id,
-            conn: session.reg.id,
+            conn: sock.reg.id,
         };
         let payload =
             self.app
@@ -686,9 +573,9 @@ where
     }
 
     /// Runs the automatic subscription's deferred catch-up, if a resume did not supersede it.
-    async fn catch_up(&mut self, session: &mut Session) -> Result<(), Gone> {
-        match session.pending_catch_up.take() {
-            Some((session_id, from)) => self.subscribe(session, session_id, from, false).await,
+    async fn catch_up(&mut self, sock: &mut SocketState) -> Result<(), Gone> {
+        match sock.pending_catch_up.take() {
+            Some((session_id, from)) => self.subscribe(sock, session_id, from, false).await,
             None => Ok(()),
         }
     }
@@ -696,19 +583,19 @@ where
     /// Like `authorize`, without a query for a session this connection was already allowed.
     async fn authorize_cached(
         &mut self,
-        session: &mut Session,
+        sock: &mut SocketState,
         session_id: Uuid,
     ) -> Result<(), ProtocolError> {
-        if session.allowed.contains(&session_id) {
+        if sock.allowed.contains(&session_id) {
             return Ok(());
         }
-        self.authorize(session, session_id).await.map(|_| ())
+        self.authorize(sock, session_id).await.map(|_| ())
     }
 
     /// May this client see the session? Returns its last message number.
     async fn authorize(
         &mut self,
-        session: &mut Session,
+        sock: &mut SocketState,
         session_id: Uuid,
     ) -> Result<i64, ProtocolError> {
         let info = self
@@ -718,13 +605,13 @@ where
             .session(session_id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| ProtocolError::new(ErrorCode::NotFound, "no such session"))?;
-        if !session.identity.may_access_player(info.player_id) {
+            .ok_or_else(|| ProtocolError::new(ErrorCode::NotFound, "no such sock"))?;
+        if !sock.identity.may_access_player(info.player_id) {
             // Same answer as a missing session would leak that it exists; forbidden is clearer
             // for a client bug and reveals nothing but a random id's existence.
-            return Err(ProtocolError::new(ErrorCode::Forbidden, "not your session"));
+            return Err(ProtocolError::new(ErrorCode::Forbidden, "not your sock"));
         }
-        session.allowed.insert(session_id);
+        sock.allowed.insert(session_id);
         Ok(info.last_seq)
     }
 
@@ -732,7 +619,7 @@ where
     /// events that arrive meanwhile wait in the queue and are deduplicated by number.
     async fn subscribe(
         &mut self,
-        session: &mut Session,
+        sock: &mut SocketState,
         session_id: Uuid,
         since: Cursor,
         announce: bool,
@@ -740,9 +627,9 @@ where
         self.app
             .deps
             .hub
-            .subscribe(session.reg.id, session_id, since.0);
+            .subscribe(sock.reg.id, session_id, since.0);
         let mut cursor = since;
-        session.sent.insert(session_id, since.0);
+        sock.sent.insert(session_id, since.0);
         loop {
             let page = match self
                 .app
@@ -754,8 +641,8 @@ where
                 Ok(p) => p,
                 Err(e) => {
                     // Without its backfill the subscription would have a gap: undo it.
-                    self.app.deps.hub.unsubscribe(session.reg.id, session_id);
-                    session.sent.remove(&session_id);
+                    self.app.deps.hub.unsubscribe(sock.reg.id, session_id);
+                    sock.sent.remove(&session_id);
                     let text = protocol::error_frame_for(&store_error(e), None, Some(session_id));
                     return self.send_text(text).await;
                 }
@@ -770,11 +657,11 @@ where
             }
             self.flush().await?;
         }
-        session.sent.insert(session_id, cursor.0);
+        sock.sent.insert(session_id, cursor.0);
         self.app
             .deps
             .hub
-            .note_position(session.reg.id, session_id, cursor.0);
+            .note_position(sock.reg.id, session_id, cursor.0);
         if announce {
             self.feed_text(Utf8Bytes::from(protocol::subscribed_frame(
                 session_id, cursor,
@@ -786,21 +673,21 @@ where
 
     async fn send_message(
         &mut self,
-        session: &mut Session,
+        sock: &mut SocketState,
         text: String,
         session_id: Option<Uuid>,
         client_message_id: Option<String>,
     ) -> Result<(), ProtocolError> {
         let app = self.app.clone();
         let cid = client_message_id.as_deref();
-        let message = match &session.identity {
+        let message = match &sock.identity {
             Identity::Player { player_id } => {
                 let sent =
                     chat::player_send(&app.deps.store, *player_id, session_id, &text, cid).await?;
                 if let Some(opened) = &sent.opened {
-                    session.allowed.insert(opened.id);
+                    sock.allowed.insert(opened.id);
                     // The new session's messages start at 1: subscribe from its beginning.
-                    self.subscribe(session, opened.id, Cursor(0), false)
+                    self.subscribe(sock, opened.id, Cursor(0), false)
                         .await
                         .map_err(|_| gone())?;
                 }
@@ -821,7 +708,7 @@ where
     }
 }
 
-impl Session {
+impl SocketState {
     /// Filters one hub event: returns the frame to write, or None for a duplicate.
     fn accept(&mut self, event: &Outbound) -> Option<Utf8Bytes> {
         match event {
