@@ -1,6 +1,8 @@
 //! The command line: `gre-relay [serve]`, `gre-relay migrate`, `gre-relay token`.
 //! Resolves where the database and the JWT secret come from (configured, or the embedded default)
 //! and then hands over to the library.
+//!
+//! Must not touch: the relay's internals beyond `server::Relay`, `db::migrate` and `auth`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -25,7 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;
-pub mod protocol;
+pub(crate) mod protocol;
 pub(crate) mod rate_limit;
 pub mod realtime;
 pub mod server;

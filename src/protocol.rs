@@ -4,6 +4,8 @@
 //! Messages and sessions arrive from PostgreSQL already shaped as wire JSON (by
 //! `gre_relay.message_json()` / `session_json()`, sql/0070_wire_json.sql); frames embed that JSON
 //! as it is, so a message is never decoded and re-encoded on its way to clients.
+//!
+//! A leaf: imports nothing of the crate. Must not touch: I/O, the state.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;

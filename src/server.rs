@@ -1,5 +1,8 @@
 //! Wires the relay together and runs it: migrations, pool, listener, hub, HTTP accept loop, and
 //! graceful shutdown. `gre-relay serve` and the tests both start the relay through [`Relay`].
+//!
+//! The only module that builds `AppState` and starts the background tasks. Must not touch:
+//! requests and frames (`http/`, `ws/` handle them).
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;

@@ -6,19 +6,19 @@ use super::{Store, StoreError};
 /// What the relay's configuration tells the database to enforce for every writer, stored in
 /// gre_relay.settings at start so that every relay and every direct writer see one truth.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SharedRules {
+pub(crate) struct SharedRules {
     /// `chat.enabled_by_default`: the chat gate of CONTRACT section 5.
-    pub chat_enabled_by_default: bool,
+    pub(crate) chat_enabled_by_default: bool,
     /// `websocket.frames_per_second`: a player's direct writes are paced like its frames.
-    pub player_messages_per_second: f64,
+    pub(crate) player_messages_per_second: f64,
     /// `websocket.frames_burst`.
-    pub player_messages_burst: f64,
+    pub(crate) player_messages_burst: f64,
 }
 
 impl Store {
     /// Stores the rules every writer must follow (gre_relay.settings). Writes only when they
     /// changed, so relays restarting with the same configuration leave the row alone.
-    pub async fn store_shared_rules(
+    pub(crate) async fn store_shared_rules(
         &self,
         rules: &SharedRules,
         by: &str,
@@ -48,7 +48,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn enable_all_players(&self, by: &str) -> Result<(), StoreError> {
+    pub(crate) async fn enable_all_players(&self, by: &str) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         client
             .execute(
@@ -59,7 +59,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn enable_player(&self, player_id: i64, by: &str) -> Result<(), StoreError> {
+    pub(crate) async fn enable_player(&self, player_id: i64, by: &str) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         client
             .execute(

@@ -13,46 +13,46 @@ use crate::protocol::Cursor;
 
 /// Who writes a message, as stored in sender / sender_id / sender_name.
 #[derive(Debug, Clone)]
-pub struct Author<'a> {
-    pub sender: &'a str,
-    pub sender_id: &'a str,
-    pub sender_name: Option<&'a str>,
+pub(crate) struct Author<'a> {
+    pub(crate) sender: &'a str,
+    pub(crate) sender_id: &'a str,
+    pub(crate) sender_name: Option<&'a str>,
 }
 
 /// The result of storing a player's message.
 #[derive(Debug)]
-pub struct PlayerSend {
-    pub message: StoredMessage,
+pub(crate) struct PlayerSend {
+    pub(crate) message: StoredMessage,
     /// Set when this message opened a new session.
-    pub opened: Option<SessionInfo>,
+    pub(crate) opened: Option<SessionInfo>,
     /// The same clientMessageId was stored before; nothing new was written.
-    pub duplicate: bool,
+    pub(crate) duplicate: bool,
 }
 
 /// A page of a session's history.
 #[derive(Debug)]
-pub struct Page {
-    pub messages: Vec<StoredMessage>,
+pub(crate) struct Page {
+    pub(crate) messages: Vec<StoredMessage>,
     /// More messages follow the last one returned.
-    pub has_more: bool,
+    pub(crate) has_more: bool,
 }
 
 /// A session's messages in a cursor range that a large update changed, as found in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FoundRange {
-    pub session_id: Uuid,
+pub(crate) struct FoundRange {
+    pub(crate) session_id: Uuid,
     /// The lowest and highest cursor of the session's messages inside the hinted range.
-    pub from: i64,
-    pub to: i64,
+    pub(crate) from: i64,
+    pub(crate) to: i64,
     /// Messages of the session inside the range.
-    pub count: i64,
+    pub(crate) count: i64,
 }
 
 impl Store {
     /// Stores a player's message in its open session, opening one (`waiting`) when it has none.
     /// `session_hint` is what the client named: another player's session is forbidden; the
     /// player's own closed session is not written to (the message opens a new one).
-    pub async fn send_player_message(
+    pub(crate) async fn send_player_message(
         &self,
         player_id: i64,
         session_hint: Option<Uuid>,
@@ -139,7 +139,7 @@ impl Store {
 
     /// Stores a staff (or system) message into an existing session that is not closed.
     /// Returns the message and whether it was a duplicate of an earlier send.
-    pub async fn send_staff_message(
+    pub(crate) async fn send_staff_message(
         &self,
         session_id: Uuid,
         author: &Author<'_>,
@@ -173,7 +173,7 @@ impl Store {
     }
 
     /// Messages of a session after `since`, oldest first, at most `limit`.
-    pub async fn messages_after(
+    pub(crate) async fn messages_after(
         &self,
         session_id: Uuid,
         since: Cursor,
@@ -193,16 +193,10 @@ impl Store {
             .collect()
     }
 
-    pub async fn message(&self, id: Uuid) -> Result<Option<StoredMessage>, StoreError> {
-        let sql =
-            format!("select {MESSAGE_COLUMNS} from public.gre_chat_messages m where m.id = $1");
-        self.query_one_opt(&sql, &[&id], message_from_row).await
-    }
-
     /// Marks the other side's messages of a session as read, up to and including `up_to`.
     /// `reader_is_staff` decides which side is "the other". Returns the cursor of `up_to` and the
     /// ids that changed.
-    pub async fn mark_read(
+    pub(crate) async fn mark_read(
         &self,
         session_id: Uuid,
         up_to: Uuid,
@@ -235,7 +229,7 @@ impl Store {
     }
 
     /// `limit` messages after `since`, and whether more follow.
-    pub async fn page(
+    pub(crate) async fn page(
         &self,
         session_id: Uuid,
         since: Cursor,
@@ -249,7 +243,7 @@ impl Store {
 
     /// Messages of every session created within the last `window` (the most recent `limit`),
     /// each session's in order.
-    pub async fn messages_within(
+    pub(crate) async fn messages_within(
         &self,
         window: Duration,
         limit: i64,
@@ -267,7 +261,10 @@ impl Store {
     }
 
     /// The messages with these ids that exist, in (session, number) order.
-    pub async fn messages_by_ids(&self, ids: &[Uuid]) -> Result<Vec<StoredMessage>, StoreError> {
+    pub(crate) async fn messages_by_ids(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         let client = self.pool.get().await?;
         let sql = format!(
             "select {MESSAGE_COLUMNS} from public.gre_chat_messages m \
@@ -284,7 +281,7 @@ impl Store {
 
     /// For each hinted range (session, first cursor, last cursor), the session's messages really inside it (ranges that hold none
     /// are left out), in session order.
-    pub async fn message_ranges(
+    pub(crate) async fn message_ranges(
         &self,
         ranges: &[(Uuid, i64, i64)],
     ) -> Result<Vec<FoundRange>, StoreError> {

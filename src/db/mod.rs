@@ -30,25 +30,25 @@ use uuid::Uuid;
 
 /// A message as stored: its session, its number, and its wire JSON.
 #[derive(Debug, Clone)]
-pub struct StoredMessage {
-    pub session_id: Uuid,
-    pub seq: i64,
-    pub json: Box<RawValue>,
+pub(crate) struct StoredMessage {
+    pub(crate) session_id: Uuid,
+    pub(crate) seq: i64,
+    pub(crate) json: Box<RawValue>,
 }
 
 /// What the relay needs to know about a session to route and authorize.
 #[derive(Debug, Clone)]
-pub struct SessionInfo {
-    pub id: Uuid,
-    pub player_id: i64,
-    pub status: String,
+pub(crate) struct SessionInfo {
+    pub(crate) id: Uuid,
+    pub(crate) player_id: i64,
+    pub(crate) status: String,
     /// The number of its last committed message: a subscriber starting "now" starts here.
-    pub last_seq: i64,
-    pub json: Box<RawValue>,
+    pub(crate) last_seq: i64,
+    pub(crate) json: Box<RawValue>,
 }
 
 impl SessionInfo {
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.status == "closed"
     }
 }
@@ -81,12 +81,16 @@ fn session_from_row(row: &tokio_postgres::Row) -> Result<SessionInfo, StoreError
 }
 
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Store {
     pool: Pool,
 }
 
 impl Store {
-    pub fn connect(url: &str, size: usize, wait_timeout: Duration) -> Result<Store, StoreError> {
+    pub(crate) fn connect(
+        url: &str,
+        size: usize,
+        wait_timeout: Duration,
+    ) -> Result<Store, StoreError> {
         let manager = Manager::from_config(
             pg_config(url)?,
             tls_connector(),
@@ -122,12 +126,8 @@ impl Store {
             .transpose()
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
     /// `select 1`: is the database reachable right now?
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         client.simple_query("select 1").await?;
         Ok(())

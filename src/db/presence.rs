@@ -7,16 +7,16 @@ use super::{Store, StoreError};
 
 /// One staff member's row of gre_online_status.
 #[derive(Debug, Clone)]
-pub struct StaffPresence {
-    pub gre_id: String,
-    pub is_online: bool,
-    pub status: String,
-    pub last_seen: Option<String>,
+pub(crate) struct StaffPresence {
+    pub(crate) gre_id: String,
+    pub(crate) is_online: bool,
+    pub(crate) status: String,
+    pub(crate) last_seen: Option<String>,
 }
 
 impl Store {
     /// Registers this relay process for presence (sql/0090_presence.sql).
-    pub async fn register_instance(
+    pub(crate) async fn register_instance(
         &self,
         instance: Uuid,
         hostname: &str,
@@ -34,7 +34,7 @@ impl Store {
 
     /// Refreshes this relay's heartbeat and reaps relays that stopped beating. Returns false when
     /// this relay's own row was gone (it was reaped while the database was out of reach).
-    pub async fn heartbeat(&self, instance: Uuid) -> Result<bool, StoreError> {
+    pub(crate) async fn heartbeat(&self, instance: Uuid) -> Result<bool, StoreError> {
         let client = self.pool.get().await?;
         let alive = client
             .execute(
@@ -50,7 +50,7 @@ impl Store {
     }
 
     /// Removes this relay's presence (clean shutdown) and refreshes the staff it held.
-    pub async fn unregister_instance(&self, instance: Uuid) -> Result<(), StoreError> {
+    pub(crate) async fn unregister_instance(&self, instance: Uuid) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         let staff = client
             .query(
@@ -75,7 +75,7 @@ impl Store {
 
     /// Records whether this relay holds a socket of (kind, subject); for staff, also refreshes
     /// gre_online_status.
-    pub async fn set_presence(
+    pub(crate) async fn set_presence(
         &self,
         instance: Uuid,
         kind: &str,
@@ -107,16 +107,8 @@ impl Store {
         Ok(())
     }
 
-    pub async fn online_staff_count(&self) -> Result<i64, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached("select count(*) from public.gre_online_status where is_online")
-            .await?;
-        Ok(client.query_one(&stmt, &[]).await?.try_get(0)?)
-    }
-
     /// Staff members currently online.
-    pub async fn online_staff(&self) -> Result<Vec<StaffPresence>, StoreError> {
+    pub(crate) async fn online_staff(&self) -> Result<Vec<StaffPresence>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -138,7 +130,7 @@ impl Store {
     }
 
     /// One GRE's presence row, with the number of GRE staff online now.
-    pub async fn staff_presence(
+    pub(crate) async fn staff_presence(
         &self,
         gre_id: &str,
     ) -> Result<Option<(StaffPresence, i64)>, StoreError> {

@@ -6,7 +6,7 @@ use super::{Store, StoreError};
 impl Store {
     /// Sends a NOTIFY on the relay's channel: events that are relayed but never stored (typing,
     /// messages_read), so every relay process on this database delivers them.
-    pub async fn notify(&self, payload: &str) -> Result<(), StoreError> {
+    pub(crate) async fn notify(&self, payload: &str) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached("select pg_notify('gre_relay', $1)")
@@ -17,7 +17,7 @@ impl Store {
 
     /// The key relays sign relayed events with (sql/0180_relay_event_key.sql), as stored: the
     /// caller (`realtime::notify::RelayKey`) checks it.
-    pub async fn relay_event_key(&self) -> Result<Vec<u8>, StoreError> {
+    pub(crate) async fn relay_event_key(&self) -> Result<Vec<u8>, StoreError> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(

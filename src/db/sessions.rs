@@ -8,14 +8,17 @@ use uuid::Uuid;
 use super::{raw, session_from_row, Refusal, SessionInfo, Store, StoreError, SESSION_COLUMNS};
 
 impl Store {
-    pub async fn session(&self, id: Uuid) -> Result<Option<SessionInfo>, StoreError> {
+    pub(crate) async fn session(&self, id: Uuid) -> Result<Option<SessionInfo>, StoreError> {
         let sql =
             format!("select {SESSION_COLUMNS} from public.gre_chat_sessions s where s.id = $1");
         self.query_one_opt(&sql, &[&id], session_from_row).await
     }
 
     /// The player's session that is not closed, if any (there is at most one).
-    pub async fn open_session(&self, player_id: i64) -> Result<Option<SessionInfo>, StoreError> {
+    pub(crate) async fn open_session(
+        &self,
+        player_id: i64,
+    ) -> Result<Option<SessionInfo>, StoreError> {
         let sql = format!(
             "select {SESSION_COLUMNS} from public.gre_chat_sessions s \
              where s.player_id = $1 and s.status <> 'closed'"
@@ -25,7 +28,10 @@ impl Store {
     }
 
     /// The player's open session, else its most recent one.
-    pub async fn current_session(&self, player_id: i64) -> Result<Option<SessionInfo>, StoreError> {
+    pub(crate) async fn current_session(
+        &self,
+        player_id: i64,
+    ) -> Result<Option<SessionInfo>, StoreError> {
         let sql = format!(
             "select {SESSION_COLUMNS} from public.gre_chat_sessions s where s.player_id = $1 \
              order by (s.status <> 'closed') desc, s.created_at desc limit 1"
@@ -35,7 +41,10 @@ impl Store {
     }
 
     /// Closes the player's open session. NotFound when it has none.
-    pub async fn close_open_session(&self, player_id: i64) -> Result<SessionInfo, StoreError> {
+    pub(crate) async fn close_open_session(
+        &self,
+        player_id: i64,
+    ) -> Result<SessionInfo, StoreError> {
         let client = self.pool.get().await?;
         let sql = format!(
             "update public.gre_chat_sessions as s set status = 'closed' \
@@ -50,7 +59,7 @@ impl Store {
 
     /// Sets a session's status when `status` is `Some`, and its assignee when `assigned` is
     /// `Some` (`Some(None)` clears it). Reopening a closed session while the player has another open one is a conflict.
-    pub async fn set_session_status(
+    pub(crate) async fn set_session_status(
         &self,
         session_id: Uuid,
         status: Option<&str>,
@@ -81,7 +90,7 @@ impl Store {
 
     /// Sessions for the staff console, most recent activity first, each with its last message
     /// and the number of player messages not yet read.
-    pub async fn admin_sessions(
+    pub(crate) async fn admin_sessions(
         &self,
         status: Option<&str>,
         limit: i64,
@@ -111,7 +120,7 @@ impl Store {
     }
 
     /// Sessions created or changed within the last `window` (listener backfill for staff).
-    pub async fn sessions_changed_within(
+    pub(crate) async fn sessions_changed_within(
         &self,
         window: Duration,
     ) -> Result<Vec<SessionInfo>, StoreError> {

@@ -7,6 +7,8 @@
 //!
 //! Credentials are bearer tokens, never cookies, so no `Access-Control-Allow-Credentials`: a page
 //! on another origin can only use a token it already holds.
+//!
+//! Must not touch: the state, the database (the list itself is a setting: `config.rs`).
 
 use hyper::header::{
     HeaderMap, HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,

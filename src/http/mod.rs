@@ -97,7 +97,7 @@ fn header_has(req: &Request<Incoming>, name: hyper::header::HeaderName, token: &
         .any(|v| v.trim().eq_ignore_ascii_case(token))
 }
 
-/// Answers the WebSocket handshake and hands the upgraded socket to `ws_connection`.
+/// Answers the WebSocket handshake and hands the upgraded socket to `ws::connection`.
 fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
     let key = req
         .headers()

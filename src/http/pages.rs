@@ -3,6 +3,8 @@
 //! from elsewhere, so they work offline). Every response carries a strict Content-Security-Policy:
 //! scripts and styles come only from these files, never inline, and the pages insert text from
 //! messages as text nodes only.
+//!
+//! Must not touch: the state, the database.
 
 use bytes::Bytes;
 use http_body_util::Full;

@@ -1,6 +1,8 @@
 //! The REST API (CONTRACT section 5) on the relay's port: routing, bearer authentication, JSON
 //! bodies with a size limit, and the contract's error shape. The rules themselves (chat access,
 //! who may write where) live in `chat.rs` and `db/`, shared with the WebSocket.
+//!
+//! Must not touch: the hub and the LISTEN connection (delivery follows from the committed rows).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};

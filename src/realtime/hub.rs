@@ -10,6 +10,8 @@
 //! event to 50 staff sockets costs 50 pointer copies, not 50 encodings.
 //!
 //! The hub does no I/O and never awaits while holding its lock.
+//!
+//! Must not touch: the database, sockets (connections drain their own queues), `state/`.
 
 use prometheus_client::metrics::counter::Counter;
 use std::collections::{HashMap, HashSet};

@@ -2,7 +2,7 @@
 //! LISTENs on channel `gre_relay` and turns each notification into hub events. This is where a
 //! NOTIFY becomes a frame.
 //!
-//! A notification is a hint (src/notification.rs): it names rows, and the listener reads those
+//! A notification is a hint (realtime/notify.rs): it names rows, and the listener reads those
 //! rows from the tables (one query per notification) and routes only from what it read: the
 //! session, the player and the cursor come from the row, never from the payload. So a
 //! `pg_notify` from anyone else can at most make the relay re-read committed rows and send them
@@ -20,6 +20,9 @@
 //! LISTENs again, and backfills every subscribed session from the last message it published, so
 //! connected clients miss nothing. The hub drops what it already published. A read that fails
 //! fails the connection the same way: the catch-up reads the rows again.
+//!
+//! Owns the LISTEN connection (outside the pool) and nothing else. Must not touch: sockets (it
+//! hands frames to the hub), HTTP, the chat rules, `state/`.
 
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
@@ -39,9 +42,9 @@ use crate::db::{pg_config, tls_connector, Store, StoreError};
 use crate::protocol::{self, Cursor};
 use crate::rate_limit::TokenBucket;
 use crate::realtime::hub::{ConnId, Hub};
-use crate::realtime::notify::{Hint, HintError, MessageOp, RelayKey, RelayedEvent, Side, CHANNEL};
-
-pub use crate::realtime::notify::Origin;
+use crate::realtime::notify::{
+    Hint, HintError, MessageOp, Origin, RelayKey, RelayedEvent, Side, CHANNEL,
+};
 
 /// Notifications waiting between the connection driver and the dispatcher. When full, the
 /// driver stops reading the socket and PostgreSQL queues the rest: nothing is lost.

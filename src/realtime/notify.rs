@@ -15,7 +15,9 @@
 //! missing session id is not the nil UUID), and unknown fields are refused. The listener counts
 //! what it refuses (`gre_relay_notifications_ignored_total`).
 //!
-//! Not here: database reads (store.rs) and routing (listener.rs, hub.rs).
+//! Not here: database reads (`db/`) and routing (listener.rs, hub.rs).
+//!
+//! Must not touch: the database, sockets, `state/` (pure parsing and signing).
 
 /// The channel every trigger notifies on.
 pub const CHANNEL: &str = "gre_relay";

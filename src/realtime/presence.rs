@@ -8,6 +8,8 @@
 //! this process's rows alive; rows of a crashed process expire (sql/0090_presence.sql).
 //!
 //! Not here: the WebSocket frames about presence (the listener sends them on NOTIFY).
+//!
+//! Must not touch: sockets, the hub, `state/`; it writes only this relay's rows.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};

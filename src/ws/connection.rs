@@ -549,7 +549,7 @@ where
     }
 
     /// Sends an event that is not stored to the session's other subscribers on every relay,
-    /// signed so that relays can tell it from a forged `pg_notify` (src/notification.rs).
+    /// signed so that relays can tell it from a forged `pg_notify` (realtime/notify.rs).
     async fn relay(
         &mut self,
         sock: &SocketState,
