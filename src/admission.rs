@@ -86,7 +86,8 @@ impl Admission {
         self.sockets.load(Ordering::Relaxed)
     }
 
-    /// WebSockets still waiting for their `authenticate` frame.
+    /// WebSockets still waiting for their `authenticate` frame (the unit tests read it).
+    #[cfg(test)]
     pub fn unauthenticated_sockets(&self) -> usize {
         self.unauthenticated.load(Ordering::Relaxed)
     }

@@ -1,6 +1,8 @@
 //! The command line: `gre-relay [serve]`, `gre-relay migrate`, `gre-relay token`.
 //! Resolves where the database and the JWT secret come from (configured, or the embedded default)
 //! and then hands over to the library.
+//!
+//! Must not touch: the relay's internals beyond `server::Relay`, `db::migrate` and `auth`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -11,9 +13,9 @@ use tokio::net::TcpListener;
 
 use crate::auth;
 use crate::config::Settings;
-use crate::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
-use crate::migrate::{self, Outcome};
+use crate::db::migrate::{self, Outcome};
 use crate::server::Relay;
+use embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -213,12 +215,22 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let secret = Alphanumeric.sample_string(&mut rand::rng(), 48);
-    std::fs::write(path, &secret).with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
+    // Created with mode 0600 from the start: written first and restricted after, the secret
+    // would be readable by others for a moment.
+    let mut file = {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        options
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?
+    };
+    std::io::Write::write_all(&mut file, secret.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(secret)
 }
 
@@ -227,10 +239,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let secret = serving_secret(&settings)?;
     let (url, mut embedded) = database(&settings).await?;
     let bind = format!("{}:{}", settings.server.host, settings.server.port);
-    let listener = TcpListener::bind(&bind)
+    let acceptor = TcpListener::bind(&bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
-    let relay = match Relay::start(settings.clone(), &url, &secret, listener).await {
+    let relay = match Relay::start(settings.clone(), &url, &secret, acceptor).await {
         Ok(r) => r,
         Err(e) => {
             if let Some(pg) = embedded.as_mut() {

@@ -269,7 +269,7 @@ impl Settings {
                 "server.max_header_bytes must be at least 8192".into(),
             ));
         }
-        crate::cors::AllowedOrigins::parse(&server.allowed_origins)
+        AllowedOrigins::parse(&server.allowed_origins)
             .map_err(|e| ConfigError::Invalid(format!("server.allowed_origins: {e}")))?;
         if self.database.pool_size == 0 {
             return Err(ConfigError::Invalid(
@@ -351,6 +351,54 @@ impl WebSocketSettings {
     }
     pub fn write_timeout(&self) -> Duration {
         Duration::from_secs(self.write_timeout_seconds.max(1))
+    }
+}
+
+/// The parsed `server.allowed_origins`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    Any,
+    /// Lower-case `scheme://host[:port]`, as browsers send the `Origin` header.
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// `*`, or a comma-separated list of origins (`https://staff.example.club`).
+    pub fn parse(setting: &str) -> Result<AllowedOrigins, String> {
+        let entries: Vec<&str> = setting
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect();
+        if entries.is_empty() || entries.contains(&"*") {
+            return Ok(AllowedOrigins::Any);
+        }
+        let mut list = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let origin = entry.trim_end_matches('/').to_ascii_lowercase();
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                .ok_or_else(|| format!("'{entry}' is not an origin like https://example.club"))?;
+            if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+                return Err(format!(
+                    "'{entry}' is not an origin like https://example.club (no path)"
+                ));
+            }
+            list.push(origin);
+        }
+        Ok(AllowedOrigins::List(list))
+    }
+
+    /// Whether a page of this origin (the `Origin` header's value) may call.
+    pub(crate) fn allows_str(&self, origin: &str) -> bool {
+        match self {
+            AllowedOrigins::Any => true,
+            AllowedOrigins::List(list) => {
+                let o = origin.trim_end_matches('/');
+                list.iter().any(|allowed| allowed.eq_ignore_ascii_case(o))
+            }
+        }
     }
 }
 

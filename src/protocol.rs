@@ -4,6 +4,8 @@
 //! Messages and sessions arrive from PostgreSQL already shaped as wire JSON (by
 //! `gre_relay.message_json()` / `session_json()`, sql/0070_wire_json.sql); frames embed that JSON
 //! as it is, so a message is never decoded and re-encoded on its way to clients.
+//!
+//! A leaf: imports nothing of the crate. Must not touch: I/O, the state.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -15,7 +17,7 @@ pub const MAX_MESSAGE_CHARS: usize = 4000;
 /// Longest `clientMessageId` (the table's check constraint agrees).
 pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 200;
 
-/// Error codes of `error` frames and REST error bodies.
+/// Error codes of `error` frames (REST answers with these and a few of its own: `http::error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidJson,
@@ -31,13 +33,6 @@ pub enum ErrorCode {
     TokenExpired,
     Unavailable,
     Internal,
-    // REST only
-    InvalidRequest,
-    UnsupportedMediaType,
-    PayloadTooLarge,
-    MethodNotAllowed,
-    Conflict,
-    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -56,12 +51,6 @@ impl ErrorCode {
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 }
@@ -537,6 +526,76 @@ mod tests {
             )),
             ErrorCode::InvalidFrame
         );
+    }
+
+    #[test]
+    fn parses_the_session_frames_and_their_context() {
+        let sid = Uuid::new_v4();
+        let up_to = Uuid::new_v4();
+        let frame = parse_client_frame(&format!(r#"{{"type":"unsubscribe","sessionId":"{sid}"}}"#));
+        assert_eq!(frame, Ok(ClientFrame::Unsubscribe { session_id: sid }));
+        let frame = parse_client_frame(&format!(
+            r#"{{"type":"typing","sessionId":"{sid}","isTyping":true}}"#
+        ))
+        .expect("typing");
+        assert_eq!(
+            frame,
+            ClientFrame::Typing {
+                session_id: sid,
+                is_typing: true
+            }
+        );
+        assert_eq!(frame.context(), (None, Some(sid)));
+        assert_eq!(
+            parse_client_frame(&format!(
+                r#"{{"type":"mark_read","sessionId":"{sid}","upTo":"{up_to}"}}"#
+            )),
+            Ok(ClientFrame::MarkRead {
+                session_id: sid,
+                up_to
+            })
+        );
+        let send =
+            parse_client_frame(r#"{"type":"send_message","message":"hi","clientMessageId":"c9"}"#)
+                .expect("send_message");
+        assert_eq!(send.context(), (Some("c9"), None));
+        // A subscribe without `since` starts now; `null` means the same.
+        assert_eq!(
+            parse_client_frame(&format!(
+                r#"{{"type":"subscribe","sessionId":"{sid}","since":null}}"#
+            )),
+            Ok(ClientFrame::Subscribe {
+                session_id: sid,
+                since: None
+            })
+        );
+    }
+
+    #[test]
+    fn session_frames_without_their_fields_are_invalid_frames() {
+        assert_eq!(code(r#"{"type":"authenticate"}"#), ErrorCode::InvalidFrame);
+        assert_eq!(code(r#"{"type":"unsubscribe"}"#), ErrorCode::InvalidFrame);
+        let sid = Uuid::new_v4();
+        assert_eq!(
+            code(&format!(r#"{{"type":"typing","sessionId":"{sid}"}}"#)),
+            ErrorCode::InvalidFrame
+        );
+        assert_eq!(
+            code(&format!(
+                r#"{{"type":"mark_read","sessionId":"{sid}","upTo":"x"}}"#
+            )),
+            ErrorCode::InvalidFrame
+        );
+        assert_eq!(
+            code(r#"{"type":"send_message"}"#),
+            ErrorCode::InvalidMessage
+        );
+        // An error about an unparsable frame still names what it could read.
+        let (cid, sid_read) = raw_context(&format!(
+            r#"{{"type":"send_message","clientMessageId":"c1","sessionId":"{sid}"}}"#
+        ));
+        assert_eq!(cid.as_deref(), Some("c1"));
+        assert_eq!(sid_read, Some(sid));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Rate limiting: a token bucket per WebSocket connection, and one per caller (token subject)
 //! for REST writes. Both use `websocket.frames_per_second` and `websocket.frames_burst`.
+//!
+//! A leaf: imports nothing of the crate; counts only.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,5 +1,8 @@
 //! Wires the relay together and runs it: migrations, pool, listener, hub, HTTP accept loop, and
 //! graceful shutdown. `gre-relay serve` and the tests both start the relay through [`Relay`].
+//!
+//! The only module that builds `AppState` and starts the background tasks. Must not touch:
+//! requests and frames (`http/`, `ws/` handle them).
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -12,60 +15,22 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::admission::Admission;
 use crate::auth::Verifier;
-use crate::config::Settings;
-use crate::hub::Hub;
-use crate::listener::{Listener, ListenerStatus};
-use crate::presence::Presence;
-use crate::store::{SharedRules, Store};
-
-/// Everything a request or connection handler needs, shared by all of them.
-pub struct AppState {
-    pub settings: Settings,
-    pub verifier: Verifier,
-    pub store: Store,
-    pub hub: Arc<Hub>,
-    pub listener: Arc<ListenerStatus>,
-    /// Who this process holds sockets of, mirrored to the database.
-    pub presence: Arc<Presence>,
-    /// Tells this process's connections apart from other relays' in relayed events.
-    pub instance_id: Uuid,
-    /// Signs the events this relay relays through the database (typing, messages_read).
-    pub relay_key: Arc<crate::notification::RelayKey>,
-    /// Turns true once, on shutdown. WebSocket tasks watch it themselves: once upgraded, a
-    /// connection is invisible to hyper's graceful shutdown.
-    pub shutdown: watch::Receiver<bool>,
-    pub ws_config: WebSocketConfig,
-    /// Every WebSocket task, so shutdown can wait for them to say goodbye.
-    pub tasks: TaskTracker,
-    /// How many connections the port takes, and from whom (`admission.rs`).
-    pub admission: Arc<crate::admission::Admission>,
-    /// `server.allowed_origins`, parsed once: CORS on REST and the WebSocket upgrade check.
-    pub origins: crate::cors::AllowedOrigins,
-    pub metrics: crate::metrics::Metrics,
-    /// REST writes per caller (HTTP 429 beyond).
-    pub rest_limits: crate::rate_limit::PerCaller,
-}
-
-/// Resolves once `rx` says stop (or its sender is gone). Unlike `watch::Receiver::wait_for`, it
-/// holds no borrow of the value, so the future stays `Send`.
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
+use crate::config::{AllowedOrigins, Settings};
+use crate::db::{SharedRules, Store};
+use crate::realtime::hub::Hub;
+use crate::realtime::listener::{Listener, ListenerStatus};
+use crate::realtime::notify::RelayKey;
+use crate::realtime::presence::Presence;
+use crate::shutdown::stopped;
+use crate::state::{AppState, Deps, Metrics, Plumbing};
 
 /// A running relay.
 pub struct Relay {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
-    state: Arc<AppState>,
 }
 
 /// WebSocket buffers sized for many connections exchanging small messages (tungstenite's
@@ -83,7 +48,7 @@ fn ws_config(settings: &Settings) -> WebSocketConfig {
 }
 
 impl Relay {
-    /// Starts serving on `listener` against `database_url`, verifying tokens with the signing keys
+    /// Starts serving on `acceptor` (the TCP socket) against `database_url`, verifying tokens with the signing keys
     /// of `auth.supabase_url` and/or the legacy `jwt_secret` (given apart from the settings: with
     /// the embedded database the CLI generates it). Applies migrations first unless
     /// `database.migrate_on_start` is false.
@@ -91,13 +56,13 @@ impl Relay {
         settings: Settings,
         database_url: &str,
         jwt_secret: &str,
-        listener: TcpListener,
+        acceptor: TcpListener,
     ) -> anyhow::Result<Relay> {
         if jwt_secret.is_empty() && settings.auth.supabase_base_url().is_none() {
             anyhow::bail!("no way to verify access tokens: set SUPABASE_URL (signing keys) or SUPABASE_JWT_SECRET (legacy secret)");
         }
         if settings.database.migrate_on_start {
-            crate::migrate::run(database_url).await?;
+            crate::db::migrate::run(database_url).await?;
         }
         let store = Store::connect(
             database_url,
@@ -119,7 +84,10 @@ impl Relay {
             )
             .await?;
         // Relayed events are signed with it; without it the relay could not tell them from forgeries.
-        let relay_key = Arc::new(store.relay_event_key().await?);
+        let relay_key = Arc::new(
+            RelayKey::new(store.relay_event_key().await?)
+                .ok_or_else(|| anyhow::anyhow!("gre_relay.relay_event_key is too short"))?,
+        );
         let (stop, shutdown) = watch::channel(false);
         let hub = Hub::new();
         let status = Arc::new(ListenerStatus::default());
@@ -132,22 +100,26 @@ impl Relay {
             settings.websocket.frames_burst,
         );
         let state = Arc::new(AppState {
-            metrics: crate::metrics::Metrics::new(&hub.stats, &status, &verifier),
-            verifier,
-            ws_config: ws_config(&settings),
-            admission: crate::admission::Admission::new(&settings),
-            origins: crate::cors::AllowedOrigins::parse(&settings.server.allowed_origins)
-                .map_err(|e| anyhow::anyhow!("server.allowed_origins: {e}"))?,
+            metrics: Metrics::new(&hub.stats, &status, &verifier),
+            plumbing: Plumbing {
+                ws_config: ws_config(&settings),
+                admission: Admission::new(&settings),
+                origins: AllowedOrigins::parse(&settings.server.allowed_origins)
+                    .map_err(|e| anyhow::anyhow!("server.allowed_origins: {e}"))?,
+                shutdown: shutdown.clone(),
+                tasks: TaskTracker::new(),
+                rest_limits,
+            },
+            deps: Deps {
+                verifier,
+                store: store.clone(),
+                hub: hub.clone(),
+                listener: status.clone(),
+                presence: presence.clone(),
+                instance_id,
+                relay_key: relay_key.clone(),
+            },
             settings,
-            store: store.clone(),
-            hub: hub.clone(),
-            listener: status.clone(),
-            presence: presence.clone(),
-            instance_id,
-            relay_key: relay_key.clone(),
-            shutdown: shutdown.clone(),
-            tasks: TaskTracker::new(),
-            rest_limits,
         });
         let listener_task = tokio::spawn(
             Listener::new(
@@ -173,26 +145,17 @@ impl Relay {
                 "the database listener is not connected yet; serving anyway, health reports it"
             );
         }
-        let addr = listener.local_addr()?;
+        let addr = acceptor.local_addr()?;
         let task = tokio::spawn(accept_loop(
-            listener,
+            acceptor,
             state.clone(),
             vec![listener_task, presence_task],
         ));
-        Ok(Relay {
-            addr,
-            stop,
-            task,
-            state,
-        })
+        Ok(Relay { addr, stop, task })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    pub fn state(&self) -> &Arc<AppState> {
-        &self.state
     }
 
     /// Stops accepting, closes WebSockets with 1001, lets requests in flight finish (within
@@ -211,14 +174,14 @@ impl Relay {
 /// Accepts until shutdown, then drains connections and waits for `background` tasks (listener,
 /// presence) to finish their own shutdown.
 async fn accept_loop(
-    listener: TcpListener,
+    acceptor: TcpListener,
     state: Arc<AppState>,
     background: Vec<tokio::task::JoinHandle<()>>,
 ) {
     // HTTP connections, tracked so shutdown can wait for requests in flight. (hyper-util's
     // GracefulShutdown does not take upgradeable connections, hence this small equivalent.)
     let http_conns = TaskTracker::new();
-    let mut shutdown = state.shutdown.clone();
+    let mut shutdown = state.plumbing.shutdown.clone();
     let mut http = hyper::server::conn::http1::Builder::new();
     // Slow or idle clients let go: the header timeout also ends a keep-alive connection that
     // sends no next request; the head size is capped (431 beyond).
@@ -228,7 +191,7 @@ async fn accept_loop(
         .max_header_size(state.settings.server.max_header_bytes);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = acceptor.accept() => {
                 let (tcp, _peer) = match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
@@ -240,7 +203,7 @@ async fn accept_loop(
                 };
                 // Over the plain HTTP budget: closed at once, before it costs more than a
                 // descriptor for a moment (admission.rs).
-                let Some(http_permit) = state.admission.http_connection() else {
+                let Some(http_permit) = state.plumbing.admission.http_connection() else {
                     state.metrics.refused_connections.inc();
                     drop(tcp);
                     continue;
@@ -250,7 +213,7 @@ async fn accept_loop(
                 let app = state.clone();
                 let service = service_fn(move |req| crate::http::handle(req, app.clone()));
                 let conn = http.serve_connection(TokioIo::new(tcp), service).with_upgrades();
-                let mut stop = state.shutdown.clone();
+                let mut stop = state.plumbing.shutdown.clone();
                 http_conns.spawn(async move {
                     // Held while this is an HTTP connection; an upgrade ends `conn` and the
                     // WebSocket is counted by its own permit.
@@ -273,12 +236,12 @@ async fn accept_loop(
             _ = stopped(&mut shutdown) => break,
         }
     }
-    drop(listener);
+    drop(acceptor);
     let timeout = Duration::from_secs(state.settings.server.shutdown_timeout_seconds.max(1));
-    state.tasks.close();
+    state.plumbing.tasks.close();
     http_conns.close();
     let drained = tokio::time::timeout(timeout, async {
-        tokio::join!(http_conns.wait(), state.tasks.wait());
+        tokio::join!(http_conns.wait(), state.plumbing.tasks.wait());
     })
     .await;
     if drained.is_err() {

@@ -1,6 +1,9 @@
 //! Keeps the load tool working: a few-second `gre-bench --smoke` run of each mode against a real
 //! relay process (or, for `compare` and `ceiling`, the database alone; `scale` starts its own
 //! relay processes). Figures come from full runs (docs/performance.md), never from here.
+//!
+//! gre-bench is its own workspace crate (crates/gre-bench), so cargo does not hand this test its
+//! path; [`gre_bench`] builds it (a no-op when it is fresh) next to the relay's binary.
 
 mod support;
 
@@ -13,11 +16,40 @@ async fn bench(args: &[&str], env: &TestEnv, relay: &RelayProcess) -> serde_json
     run(&all, env).await
 }
 
+/// The gre-bench binary of this build, built first: `cargo build -p gre-bench` into the target
+/// directory of the relay binary under test (so the same profile, the same sources).
+async fn gre_bench() -> std::path::PathBuf {
+    let relay = std::path::Path::new(env!("CARGO_BIN_EXE_gre-relay"));
+    let profile_dir = relay
+        .parent()
+        .expect("the binary is in a profile directory");
+    let target_dir = profile_dir
+        .parent()
+        .expect("the profile is in a target directory");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = tokio::process::Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "gre-bench", "--bin", "gre-bench"])
+        .arg("--manifest-path")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .kill_on_drop(true);
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
+        cmd.arg("--release");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(600), cmd.status())
+        .await
+        .expect("gre-bench built in time")
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build -p gre-bench failed");
+    profile_dir.join("gre-bench")
+}
+
 /// Runs `gre-bench ARGS --smoke` on the test database and returns its last line (JSON).
 async fn run(args: &[&str], env: &TestEnv) -> serde_json::Value {
     let out = tokio::time::timeout(
         Duration::from_secs(120),
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_gre-bench"))
+        tokio::process::Command::new(gre_bench().await)
             .args(args)
             .arg("--smoke")
             .env("DATABASE_URL", &env.url)

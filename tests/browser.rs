@@ -439,7 +439,7 @@ async fn chat_and_console_talk_live() {
         assert_eq!(h["cache-control"], "no-store", "{path}");
         assert_eq!(
             h["content-security-policy"],
-            gre_relay::pages::CONTENT_SECURITY_POLICY_VALUE,
+            gre_relay::http::pages::CONTENT_SECURITY_POLICY_VALUE,
             "{path}"
         );
     }

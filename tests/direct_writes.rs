@@ -55,7 +55,7 @@ struct Db {
     relay: Option<gre_relay::server::Relay>,
     url: String,
     // Declared after the relay so it is stopped after it.
-    _pg: gre_relay::embedded_postgres::EmbeddedPostgres,
+    _pg: embedded_postgres::EmbeddedPostgres,
     _dir: tempfile::TempDir,
 }
 
@@ -73,7 +73,7 @@ impl Db {
         let relay = match settings {
             Some(s) => Some(start_relay(&s, &url).await),
             None => {
-                gre_relay::migrate::run(&url).await.expect("migrate");
+                gre_relay::db::migrate::run(&url).await.expect("migrate");
                 None
             }
         };
@@ -713,7 +713,7 @@ async fn lengths_are_bounded_without_blocking_on_old_rows() {
         .batch_execute(SUPABASE_PREPARATION)
         .await
         .expect("prepare");
-    let before: Vec<_> = gre_relay::migrate::MIGRATIONS
+    let before: Vec<_> = gre_relay::db::migrate::MIGRATIONS
         .iter()
         .take_while(|m| m.name != "sql/0100_direct_writes.sql")
         .collect();
@@ -736,7 +736,7 @@ async fn lengths_are_bounded_without_blocking_on_old_rows() {
         )
         .await
         .expect("old long assignee");
-    gre_relay::migrate::run(&url)
+    gre_relay::db::migrate::run(&url)
         .await
         .expect("migrate over old rows");
 

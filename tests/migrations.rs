@@ -4,7 +4,7 @@
 
 mod support;
 
-use gre_relay::migrate::{
+use gre_relay::db::migrate::{
     self, Kind, MigrateError, Migration, Outcome, EARLIER_RELEASES, MIGRATIONS,
 };
 use std::path::{Path, PathBuf};

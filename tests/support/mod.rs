@@ -4,9 +4,9 @@
 
 pub mod jwks;
 
+use embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 use futures_util::{SinkExt, StreamExt};
 use gre_relay::config::Settings;
-use gre_relay::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 use gre_relay::server::Relay;
 use serde_json::Value;
 use std::time::Duration;

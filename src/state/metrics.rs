@@ -1,34 +1,31 @@
-//! Prometheus metrics at `GET /metrics` (text exposition format). Counters are the same handles
-//! the hub and the listener increment; gauges are read when scraped.
+//! The Prometheus registry behind `GET /metrics` (`http/metrics.rs` renders it). Counters are the
+//! same handles the hub and the listener increment; gauges are read when scraped.
+//!
+//! Must not touch: HTTP (rendering is `http/`'s job), the database.
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::{Response, StatusCode};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::AppState;
 use crate::auth::Verifier;
-use crate::http::Body;
-use crate::hub::HubStats;
-use crate::listener::ListenerStatus;
-use crate::server::AppState;
+use crate::realtime::hub::HubStats;
+use crate::realtime::listener::ListenerStatus;
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     connections: Gauge,
     websocket_tasks: Gauge,
     listener_connected: Gauge,
     /// Frames refused with `rate_limited`.
-    pub rate_limited: Counter,
+    pub(crate) rate_limited: Counter,
     /// WebSocket upgrades refused because `server.max_connections` was reached.
-    pub refused_connections: Counter,
+    pub(crate) refused_connections: Counter,
 }
 
 impl Metrics {
-    pub fn new(hub: &HubStats, listener: &ListenerStatus, verifier: &Verifier) -> Metrics {
+    pub(crate) fn new(hub: &HubStats, listener: &ListenerStatus, verifier: &Verifier) -> Metrics {
         let mut registry = Registry::with_prefix("gre_relay");
         let m = Metrics {
             registry: Registry::default(),
@@ -112,26 +109,15 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    pub fn render(&self, app: &AppState) -> Response<Body> {
-        self.connections.set(app.hub.connection_count() as i64);
+    /// The exposition text: gauges read now, counters as they stand.
+    pub(crate) fn encode(&self, app: &AppState) -> Result<String, std::fmt::Error> {
+        self.connections.set(app.deps.hub.connection_count() as i64);
         self.websocket_tasks
-            .set(app.admission.open_sockets() as i64);
+            .set(app.plumbing.admission.open_sockets() as i64);
         self.listener_connected
-            .set(i64::from(app.listener.is_connected()));
+            .set(i64::from(app.deps.listener.is_connected()));
         let mut text = String::new();
-        if let Err(e) = encode(&mut text, &self.registry) {
-            tracing::error!(error = %e, "could not encode metrics");
-            return crate::http::error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                crate::protocol::ErrorCode::Internal,
-                "metrics unavailable",
-            );
-        }
-        let mut res = Response::new(Full::new(Bytes::from(text)));
-        res.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        );
-        res
+        encode(&mut text, &self.registry)?;
+        Ok(text)
     }
 }

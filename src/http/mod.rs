@@ -1,12 +1,28 @@
-//! The HTTP front door on the relay's one port: the WebSocket upgrade at `/ws`, the REST API
-//! (`rest.rs`), the health check and the browser pages (`pages.rs`). Responses are JSON, errors included.
+//! `http/`: the front door on the relay's one port. This file routes: the WebSocket upgrade at
+//! `/ws` (handed to `ws/`), the REST API ([`rest`]), health ([`health`]), metrics ([`metrics`])
+//! and the browser pages ([`pages`]); [`cors`] adds the allowed-origin headers to every answer.
+//! Responses are JSON ([`response`]), errors included ([`error`]).
+//!
+//! Must not touch: the database except through `chat` and `db`'s queries; the hub (sockets
+//! subscribe from `ws/`); the LISTEN connection.
+
+mod bodies;
+pub(crate) mod cors;
+pub(crate) mod error;
+mod health;
+mod metrics;
+pub mod pages;
+mod response;
+mod rest;
+
+pub(crate) use response::Body;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
-    SEC_WEBSOCKET_VERSION, UPGRADE,
+    HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION,
+    UPGRADE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -17,30 +33,13 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::protocol::ErrorCode;
-use crate::server::AppState;
-
-pub type Body = Full<Bytes>;
-
-/// A JSON response.
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
-    *res.status_mut() = status;
-    res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res
-}
-
-/// The contract's error body: `{"error": {"code": "...", "message": "..."}}`.
-pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response<Body> {
-    json_response(
-        status,
-        &serde_json::json!({"error": {"code": code.as_str(), "message": message}}),
-    )
-}
+use crate::state::AppState;
+use error::error_response;
+use error::ApiCode;
 
 /// Routes one request. Never fails: every problem is a JSON error response. Every answer carries
 /// the CORS headers for the caller's origin (`cors.rs`).
-pub async fn handle(
+pub(crate) async fn handle(
     req: Request<Incoming>,
     app: Arc<AppState>,
 ) -> Result<Response<Body>, Infallible> {
@@ -49,7 +48,7 @@ pub async fn handle(
     let not_allowed = |allow: &'static str| {
         let mut res = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::MethodNotAllowed,
+            ApiCode::MethodNotAllowed,
             &format!("use {allow}"),
         );
         res.headers_mut()
@@ -67,12 +66,12 @@ pub async fn handle(
         }
         (&Method::GET, "/ws") => upgrade(req, app.clone()),
         (_, "/ws") => not_allowed("GET"),
-        (&Method::GET, "/api/gre-chat/health") => health(&app).await,
+        (&Method::GET, "/api/gre-chat/health") => health::health(&app).await,
         (_, "/api/gre-chat/health") => not_allowed("GET"),
-        (&Method::GET, "/metrics") => app.metrics.render(&app),
+        (&Method::GET, "/metrics") => metrics::render(&app),
         (_, "/metrics") => not_allowed("GET"),
-        (&Method::GET, p) if crate::pages::is_page(p) => crate::pages::serve(p),
-        _ => match crate::rest::handle(req, app.clone()).await {
+        (&Method::GET, p) if pages::is_page(p) => pages::serve(p),
+        _ => match rest::handle(req, app.clone()).await {
             Some(res) => res,
             None => error_response(
                 StatusCode::NOT_FOUND,
@@ -82,7 +81,8 @@ pub async fn handle(
         },
     };
     if res.status() != StatusCode::SWITCHING_PROTOCOLS {
-        app.origins
+        app.plumbing
+            .origins
             .apply(&request_headers, preflight, res.headers_mut());
     }
     Ok(res)
@@ -97,7 +97,7 @@ fn header_has(req: &Request<Incoming>, name: hyper::header::HeaderName, token: &
         .any(|v| v.trim().eq_ignore_ascii_case(token))
 }
 
-/// Answers the WebSocket handshake and hands the upgraded socket to `ws_connection`.
+/// Answers the WebSocket handshake and hands the upgraded socket to `ws::connection`.
 fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
     let key = req
         .headers()
@@ -122,7 +122,7 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
     };
     // Browsers send their page's origin on an upgrade and, unlike fetch, never ask first: the
     // list is enforced here or not at all.
-    if !app.origins.allows(req.headers()) {
+    if !app.plumbing.origins.allows(req.headers()) {
         app.metrics.refused_connections.inc();
         return error_response(
             StatusCode::FORBIDDEN,
@@ -130,7 +130,7 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
             "this origin may not open a WebSocket here",
         );
     }
-    let permit = match app.admission.open_socket() {
+    let permit = match app.plumbing.admission.open_socket() {
         Ok(permit) => permit,
         Err(refusal) => {
             app.metrics.refused_connections.inc();
@@ -142,8 +142,8 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let config = app.ws_config;
-    let tracker = app.tasks.clone();
+    let config = app.plumbing.ws_config;
+    let tracker = app.plumbing.tasks.clone();
     tracker.spawn(async move {
         let mut permit = permit;
         match on_upgrade.await {
@@ -154,7 +154,7 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
                     Some(config),
                 )
                 .await;
-                crate::ws_connection::serve(ws, app, &mut permit).await;
+                crate::ws::connection::serve(ws, app, &mut permit).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
@@ -168,35 +168,4 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
         h.insert(SEC_WEBSOCKET_ACCEPT, v);
     }
     res
-}
-
-/// 200 when the database answers and the listener is connected; 503 otherwise.
-async fn health(app: &AppState) -> Response<Body> {
-    let database = tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping())
-        .await
-        .map(|r| r.is_ok())
-        .unwrap_or(false);
-    let listener = app.listener.is_connected();
-    let ok = database && listener;
-    let body = serde_json::json!({
-        "status": if ok { "ok" } else { "unavailable" },
-        "database": if database { "ok" } else { "down" },
-        "listener": if listener { "connected" } else { "disconnected" },
-        "lastNotificationAgeSeconds": app.listener.last_notification_age(),
-        "listenerReconnects": app.listener.reconnects.get(),
-        "laggedDisconnects": app.hub.stats.lagged_disconnects.get(),
-        "connections": app.hub.connection_count(),
-        // Informational: the relay serves (legacy secret, API keys, cached keys) without it.
-        "signingKeys": app.verifier.signing_keys_health(),
-        "instance": app.instance_id,
-        "version": env!("CARGO_PKG_VERSION"),
-    });
-    json_response(
-        if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        &body,
-    )
 }

@@ -17,7 +17,7 @@
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-use crate::store::{pg_config, tls_connector, StoreError};
+use crate::db::{pg_config, tls_connector, StoreError};
 
 /// One file of sql/ or triggers/.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +31,7 @@ macro_rules! migration {
     ($path:literal) => {
         Migration {
             name: $path,
-            sql: include_str!(concat!("../", $path)),
+            sql: include_str!(concat!("../../", $path)),
         }
     };
 }

@@ -7,6 +7,8 @@
 //!
 //! Credentials are bearer tokens, never cookies, so no `Access-Control-Allow-Credentials`: a page
 //! on another origin can only use a token it already holds.
+//!
+//! Must not touch: the state, the database (the list itself is a setting: `config.rs`).
 
 use hyper::header::{
     HeaderMap, HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
@@ -23,45 +25,13 @@ const EXPOSE_HEADERS: &str = "retry-after";
 /// Seconds a browser may cache a preflight answer.
 const MAX_AGE: &str = "600";
 
-/// The parsed `server.allowed_origins`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AllowedOrigins {
-    Any,
-    /// Lower-case `scheme://host[:port]`, as browsers send the `Origin` header.
-    List(Vec<String>),
-}
+use crate::config::AllowedOrigins;
 
+/// The header side of the list (the list itself is a setting: `config.rs`).
 impl AllowedOrigins {
-    /// `*`, or a comma-separated list of origins (`https://staff.example.club`).
-    pub fn parse(setting: &str) -> Result<AllowedOrigins, String> {
-        let entries: Vec<&str> = setting
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .collect();
-        if entries.is_empty() || entries.contains(&"*") {
-            return Ok(AllowedOrigins::Any);
-        }
-        let mut list = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let origin = entry.trim_end_matches('/').to_ascii_lowercase();
-            let rest = origin
-                .strip_prefix("https://")
-                .or_else(|| origin.strip_prefix("http://"))
-                .ok_or_else(|| format!("'{entry}' is not an origin like https://example.club"))?;
-            if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
-                return Err(format!(
-                    "'{entry}' is not an origin like https://example.club (no path)"
-                ));
-            }
-            list.push(origin);
-        }
-        Ok(AllowedOrigins::List(list))
-    }
-
     /// Whether a request with these headers may go on. A request without `Origin` does not
     /// come from a browser page (curl, a backend, a native app): CORS is not about it.
-    pub fn allows(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn allows(&self, headers: &HeaderMap) -> bool {
         match headers.get(ORIGIN) {
             None => true,
             Some(origin) => self.allows_origin(origin),
@@ -69,23 +39,19 @@ impl AllowedOrigins {
     }
 
     fn allows_origin(&self, origin: &HeaderValue) -> bool {
-        match self {
-            AllowedOrigins::Any => true,
-            AllowedOrigins::List(list) => origin
-                .to_str()
-                .map(|o| {
-                    let o = o.trim_end_matches('/');
-                    list.iter().any(|allowed| allowed.eq_ignore_ascii_case(o))
-                })
-                .unwrap_or(false),
-        }
+        origin.to_str().is_ok_and(|o| self.allows_str(o))
     }
 
     /// Adds the CORS headers a response to `request_headers` needs: the allowed origin echoed
     /// (so caches must key on it: `Vary: Origin`), and for a preflight what may follow. An
     /// origin not on the list gets no allow header, and the browser keeps the response from
     /// the page.
-    pub fn apply(&self, request_headers: &HeaderMap, preflight: bool, response: &mut HeaderMap) {
+    pub(crate) fn apply(
+        &self,
+        request_headers: &HeaderMap,
+        preflight: bool,
+        response: &mut HeaderMap,
+    ) {
         response.append(VARY, HeaderValue::from_static("Origin"));
         let Some(origin) = request_headers.get(ORIGIN) else {
             return;

@@ -1,6 +1,8 @@
 //! The REST API (CONTRACT section 5) on the relay's port: routing, bearer authentication, JSON
 //! bodies with a size limit, and the contract's error shape. The rules themselves (chat access,
-//! who may write where) live in `chat.rs` and `store.rs`, shared with the WebSocket.
+//! who may write where) live in `chat.rs` and `db/`, shared with the WebSocket.
+//!
+//! Must not touch: the hub and the LISTEN connection (delivery follows from the committed rows).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -14,11 +16,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
 
+use super::bodies::{self, BodyError, Field, ReplyBody, SendBody, StatusBody};
+use super::error::{error_response, ApiCode, ApiError};
+use super::response::{json_response, Body};
 use crate::auth::{AuthError, Identity};
 use crate::chat::{self, store_error};
-use crate::http::{json_response, Body};
 use crate::protocol::{self, Cursor, ErrorCode, ProtocolError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 200;
@@ -88,69 +92,10 @@ fn router() -> &'static matchit::Router<(Route, Method)> {
     })
 }
 
-/// An error answer: status, contract code, sentence.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: ErrorCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
-    }
-    fn unprocessable(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::InvalidRequest,
-            message,
-        )
-    }
-    fn into_response(self) -> Response<Body> {
-        crate::http::error_response(self.status, self.code, &self.message)
-    }
-}
-
-impl From<ProtocolError> for ApiError {
-    fn from(e: ProtocolError) -> Self {
-        let status = match e.code {
-            ErrorCode::InvalidJson
-            | ErrorCode::InvalidRequest
-            | ErrorCode::InvalidFrame
-            | ErrorCode::UnknownType => StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidMessage => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Unauthenticated | ErrorCode::TokenExpired => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden | ErrorCode::ChatDisabled => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::SessionClosed | ErrorCode::Conflict => StatusCode::CONFLICT,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError {
-            status,
-            code: e.code,
-            message: e.message,
-        }
-    }
-}
-
 type ApiResult = Result<Response<Body>, ApiError>;
 
 /// Answers a request under `/api/`, or `None` when no REST route has that path.
-pub async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Option<Response<Body>> {
+pub(super) async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Option<Response<Body>> {
     let matched = router().at(req.uri().path()).ok()?;
     let (route, method) = matched.value.clone();
     let params: HashMap<String, String> = matched
@@ -159,9 +104,9 @@ pub async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Option<Respon
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     if req.method() != method {
-        let mut res = crate::http::error_response(
+        let mut res = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::MethodNotAllowed,
+            ApiCode::MethodNotAllowed,
             &format!("use {method}"),
         );
         if let Ok(v) = HeaderValue::from_str(method.as_str()) {
@@ -181,7 +126,7 @@ async fn dispatch(
 ) -> ApiResult {
     let identity = authenticate(&req, app).await?;
     // Writes cost database work: pace them per caller, as the WebSocket paces frames.
-    if req.method() != Method::GET && !app.rest_limits.take(&caller_key(&identity)) {
+    if req.method() != Method::GET && !app.plumbing.rest_limits.take(&caller_key(&identity)) {
         app.metrics.rate_limited.inc();
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -198,7 +143,8 @@ async fn dispatch(
         Route::EnableAll => {
             let staff = require_staff(&identity)?;
             drain_body(req, app).await?;
-            app.store
+            app.deps
+                .store
                 .enable_all_players(staff)
                 .await
                 .map_err(store_error)?;
@@ -211,7 +157,8 @@ async fn dispatch(
             let staff = require_staff(&identity)?;
             let player_id = param_player_id(&params)?;
             drain_body(req, app).await?;
-            app.store
+            app.deps
+                .store
                 .enable_player(player_id, staff)
                 .await
                 .map_err(store_error)?;
@@ -225,6 +172,7 @@ async fn dispatch(
             let player_id = param_player_id(&params)?;
             drain_body(req, app).await?;
             let session = app
+                .deps
                 .store
                 .close_open_session(player_id)
                 .await
@@ -251,6 +199,7 @@ async fn dispatch(
             }
             let limit = limit_param(&query, DEFAULT_SESSIONS, MAX_SESSIONS)?;
             let sessions = app
+                .deps
                 .store
                 .admin_sessions(status, limit)
                 .await
@@ -265,7 +214,13 @@ async fn dispatch(
         Route::AdminMessages => {
             require_staff(&identity)?;
             let session_id = param_uuid(&params, "session_id")?;
-            let Some(info) = app.store.session(session_id).await.map_err(store_error)? else {
+            let Some(info) = app
+                .deps
+                .store
+                .session(session_id)
+                .await
+                .map_err(store_error)?
+            else {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     ErrorCode::NotFound,
@@ -284,7 +239,7 @@ async fn dispatch(
 }
 
 async fn authenticate(req: &Request<Incoming>, app: &AppState) -> Result<Identity, ApiError> {
-    let verified = app.verifier.verify_headers(req.headers()).await;
+    let verified = app.deps.verifier.verify_headers(req.headers()).await;
     verified.map(|v| v.identity).map_err(|e| match e {
         // A valid credential that grants nothing here: 403, not "who are you".
         AuthError::NoRole | AuthError::PublishableKey => {
@@ -356,7 +311,7 @@ async fn read_json(req: Request<Incoming>, app: &AppState) -> Result<Value, ApiE
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::PayloadTooLarge,
+            ApiCode::PayloadTooLarge,
             format!("the body exceeds {max} bytes"),
         )
     };
@@ -381,7 +336,7 @@ async fn read_json(req: Request<Incoming>, app: &AppState) -> Result<Value, ApiE
     let timed_out = || {
         ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::RequestTimeout,
+            ApiCode::RequestTimeout,
             "the body did not arrive in time",
         )
     };
@@ -409,7 +364,7 @@ async fn read_json(req: Request<Incoming>, app: &AppState) -> Result<Value, ApiE
     if !is_json {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::UnsupportedMediaType,
+            ApiCode::UnsupportedMediaType,
             "send the body as Content-Type: application/json",
         ));
     }
@@ -448,36 +403,42 @@ async fn drain_body(req: Request<Incoming>, app: &AppState) -> Result<(), ApiErr
     read_json(req, app).await.map(|_| ())
 }
 
-fn object(body: Value) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match body {
-        Value::Object(map) => Ok(map),
-        Value::Null => Err(ApiError::unprocessable("a JSON object body is required")),
-        _ => Err(ApiError::unprocessable("the body must be a JSON object")),
-    }
+/// Reads and parses a body of type `T` (`bodies.rs`).
+async fn read_body<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    app: &AppState,
+) -> Result<T, ApiError> {
+    bodies::parse(read_json(req, app).await?).map_err(|e| match e {
+        BodyError::Missing => ApiError::unprocessable("a JSON object body is required"),
+        BodyError::NotAnObject => ApiError::unprocessable("the body must be a JSON object"),
+    })
 }
 
 /// `message` and `clientMessageId` of a send or reply body, validated as the WebSocket does.
 fn message_fields(
-    body: &serde_json::Map<String, Value>,
+    message: Field<String>,
+    client_message_id: Field<String>,
 ) -> Result<(String, Option<String>), ApiError> {
-    let message = match body.get("message") {
-        Some(Value::String(s)) => protocol::validate_message_text(s.clone())?,
-        Some(_) => {
+    let message = match message {
+        Field::Given(s) => protocol::validate_message_text(s)?,
+        Field::Null | Field::WrongType => {
             return Err(
                 ProtocolError::new(ErrorCode::InvalidMessage, "message must be a string").into(),
             )
         }
-        None => {
+        Field::Absent => {
             return Err(ProtocolError::new(ErrorCode::InvalidMessage, "message is required").into())
         }
     };
-    let client_message_id = match body.get("clientMessageId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(
-            protocol::validate_client_message_id(s.clone())
+    let client_message_id = match client_message_id {
+        Field::Absent | Field::Null => None,
+        Field::Given(s) => Some(
+            protocol::validate_client_message_id(s)
                 .map_err(|e| ApiError::unprocessable(e.message))?,
         ),
-        Some(_) => return Err(ApiError::unprocessable("clientMessageId must be a string")),
+        Field::WrongType => {
+            return Err(ApiError::unprocessable("clientMessageId must be a string"))
+        }
     };
     Ok((message, client_message_id))
 }
@@ -490,9 +451,9 @@ async fn send(req: Request<Incoming>, app: &AppState, identity: &Identity) -> Ap
             "players only; staff reply with /api/gre-admin/reply",
         ));
     };
-    let body = object(read_json(req, app).await?)?;
-    let (text, cid) = message_fields(&body)?;
-    let sent = chat::player_send(app, *player_id, None, &text, cid.as_deref()).await?;
+    let body: SendBody = read_body(req, app).await?;
+    let (text, cid) = message_fields(body.message, body.client_message_id)?;
+    let sent = chat::player_send(&app.deps.store, *player_id, None, &text, cid.as_deref()).await?;
     Ok(sent_response(
         sent.duplicate,
         &sent.message.json,
@@ -502,39 +463,39 @@ async fn send(req: Request<Incoming>, app: &AppState, identity: &Identity) -> Ap
 
 async fn admin_reply(req: Request<Incoming>, app: &AppState, identity: &Identity) -> ApiResult {
     require_staff(identity)?;
-    let body = object(read_json(req, app).await?)?;
-    let session_id = match body.get("sessionId") {
-        Some(Value::String(s)) => s
+    let body: ReplyBody = read_body(req, app).await?;
+    let session_id = match body.session_id {
+        Field::Given(s) => s
             .parse::<Uuid>()
             .map_err(|_| ApiError::unprocessable("sessionId must be a UUID"))?,
         _ => return Err(ApiError::unprocessable("sessionId is required")),
     };
-    let (text, cid) = message_fields(&body)?;
+    let (text, cid) = message_fields(body.message, body.client_message_id)?;
     let (message, duplicate) =
-        chat::staff_send(app, identity, session_id, &text, cid.as_deref()).await?;
+        chat::staff_send(&app.deps.store, identity, session_id, &text, cid.as_deref()).await?;
     Ok(sent_response(duplicate, &message.json, None))
 }
 
 async fn admin_status(req: Request<Incoming>, app: &AppState, session_id: Uuid) -> ApiResult {
-    let body = object(read_json(req, app).await?)?;
+    let body: StatusBody = read_body(req, app).await?;
     // Absent: leave the status (an assignment alone must not undo a concurrent change).
-    let status = match body.get("status") {
-        None => None,
-        Some(Value::String(s)) if SESSION_STATUSES.contains(&s.as_str()) => Some(s.as_str()),
-        Some(_) => {
+    let status = match &body.status {
+        Field::Absent => None,
+        Field::Given(s) if SESSION_STATUSES.contains(&s.as_str()) => Some(s.as_str()),
+        _ => {
             return Err(ApiError::unprocessable(
                 "status must be waiting, active or closed",
             ))
         }
     };
     // Absent: leave the assignee; null: clear it; a string: assign.
-    let assigned = match body.get("assignedGreId") {
-        None => None,
-        Some(Value::Null) => Some(None),
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 && !s.contains('\0') => {
+    let assigned = match &body.assigned_gre_id {
+        Field::Absent => None,
+        Field::Null => Some(None),
+        Field::Given(s) if !s.is_empty() && s.len() <= 200 && !s.contains('\0') => {
             Some(Some(s.as_str()))
         }
-        Some(_) => {
+        _ => {
             return Err(ApiError::unprocessable(
                 "assignedGreId must be a non-empty string or null",
             ))
@@ -546,6 +507,7 @@ async fn admin_status(req: Request<Incoming>, app: &AppState, session_id: Uuid) 
         ));
     }
     let session = app
+        .deps
         .store
         .set_session_status(session_id, status, assigned)
         .await
@@ -576,7 +538,7 @@ async fn player_messages(
             let id = s
                 .parse::<Uuid>()
                 .map_err(|_| ApiError::bad_request("sessionId must be a UUID"))?;
-            match app.store.session(id).await.map_err(store_error)? {
+            match app.deps.store.session(id).await.map_err(store_error)? {
                 Some(info) if info.player_id == player_id => Some(info),
                 _ => {
                     return Err(ApiError::new(
@@ -588,6 +550,7 @@ async fn player_messages(
             }
         }
         None => app
+            .deps
             .store
             .current_session(player_id)
             .await
@@ -624,6 +587,7 @@ async fn page_response(
     };
     let since = since.map(|c| c.min(Cursor(last_seq)));
     let page = app
+        .deps
         .store
         .page(session_id, since.unwrap_or(Cursor(0)), limit)
         .await
@@ -701,7 +665,7 @@ fn raw_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
         }
         Err(e) => {
             tracing::error!(error = %e, "could not serialize a response");
-            crate::http::error_response(
+            error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorCode::Internal,
                 "internal error",

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use gre_relay::embedded_postgres::*;
+use embedded_postgres::*;
 use tokio::time::timeout;
 use tokio_postgres::{Client, NoTls};
 

@@ -4,6 +4,8 @@
 //! the shared ones of `static/lib/`, and every module must be listed here. Every response carries
 //! a strict Content-Security-Policy: scripts and styles come only from these files, never inline,
 //! and the pages insert text from messages as text nodes only.
+//!
+//! Must not touch: the state, the database.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -13,7 +15,8 @@ use hyper::header::{
 };
 use hyper::{Response, StatusCode};
 
-use crate::http::Body;
+use super::error::error_response;
+use super::response::Body;
 
 /// The policy of every page and asset.
 pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; connect-src 'self' ws: wss:; \
@@ -35,87 +38,87 @@ const ASSETS: &[Asset] = &[
     Asset {
         path: "/console",
         content_type: HTML,
-        body: include_str!("../static/console.html"),
+        body: include_str!("../../static/console.html"),
     },
     Asset {
         path: "/chat",
         content_type: HTML,
-        body: include_str!("../static/chat.html"),
+        body: include_str!("../../static/chat.html"),
     },
     Asset {
         path: "/static/app.css",
         content_type: CSS,
-        body: include_str!("../static/app.css"),
+        body: include_str!("../../static/app.css"),
     },
     Asset {
         path: "/static/lib/api.js",
         content_type: JS,
-        body: include_str!("../static/lib/api.js"),
+        body: include_str!("../../static/lib/api.js"),
     },
     Asset {
         path: "/static/lib/composer.js",
         content_type: JS,
-        body: include_str!("../static/lib/composer.js"),
+        body: include_str!("../../static/lib/composer.js"),
     },
     Asset {
         path: "/static/lib/dom.js",
         content_type: JS,
-        body: include_str!("../static/lib/dom.js"),
+        body: include_str!("../../static/lib/dom.js"),
     },
     Asset {
         path: "/static/lib/ids.js",
         content_type: JS,
-        body: include_str!("../static/lib/ids.js"),
+        body: include_str!("../../static/lib/ids.js"),
     },
     Asset {
         path: "/static/lib/relay.js",
         content_type: JS,
-        body: include_str!("../static/lib/relay.js"),
+        body: include_str!("../../static/lib/relay.js"),
     },
     Asset {
         path: "/static/lib/renewal.js",
         content_type: JS,
-        body: include_str!("../static/lib/renewal.js"),
+        body: include_str!("../../static/lib/renewal.js"),
     },
     Asset {
         path: "/static/lib/signin.js",
         content_type: JS,
-        body: include_str!("../static/lib/signin.js"),
+        body: include_str!("../../static/lib/signin.js"),
     },
     Asset {
         path: "/static/lib/thread.js",
         content_type: JS,
-        body: include_str!("../static/lib/thread.js"),
+        body: include_str!("../../static/lib/thread.js"),
     },
     Asset {
         path: "/static/lib/time.js",
         content_type: JS,
-        body: include_str!("../static/lib/time.js"),
+        body: include_str!("../../static/lib/time.js"),
     },
     Asset {
         path: "/static/lib/token.js",
         content_type: JS,
-        body: include_str!("../static/lib/token.js"),
+        body: include_str!("../../static/lib/token.js"),
     },
     Asset {
         path: "/static/lib/typing.js",
         content_type: JS,
-        body: include_str!("../static/lib/typing.js"),
+        body: include_str!("../../static/lib/typing.js"),
     },
     Asset {
         path: "/static/console.js",
         content_type: JS,
-        body: include_str!("../static/console.js"),
+        body: include_str!("../../static/console.js"),
     },
     Asset {
         path: "/static/chat.js",
         content_type: JS,
-        body: include_str!("../static/chat.js"),
+        body: include_str!("../../static/chat.js"),
     },
     Asset {
         path: "/static/icon.svg",
         content_type: SVG,
-        body: include_str!("../static/icon.svg"),
+        body: include_str!("../../static/icon.svg"),
     },
 ];
 
@@ -124,14 +127,14 @@ fn find(path: &str) -> Option<&'static Asset> {
 }
 
 /// Is `path` one of the pages or their assets (answered by [`serve`] for GET)?
-pub fn is_page(path: &str) -> bool {
+pub(crate) fn is_page(path: &str) -> bool {
     find(path).is_some()
 }
 
 /// The page or asset at `path`, with its headers; 404 for anything else.
-pub fn serve(path: &str) -> Response<Body> {
+pub(crate) fn serve(path: &str) -> Response<Body> {
     let Some(asset) = find(path) else {
-        return crate::http::error_response(
+        return error_response(
             StatusCode::NOT_FOUND,
             crate::protocol::ErrorCode::NotFound,
             "no such page",

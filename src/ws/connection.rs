@@ -18,13 +18,17 @@ use uuid::Uuid;
 
 use crate::admission::SocketPermit;
 use crate::auth::{Identity, Verified};
-use crate::chat::{self, store_error};
-use crate::hub::{Outbound, Registration};
-use crate::notification::{Origin, RelayedEvent, Side};
-use crate::presence::{Kind, PresenceGuard};
+use crate::chat;
+use crate::db::StoreError;
 use crate::protocol::{self, ClientFrame, Cursor, ErrorCode, ProtocolError};
 use crate::rate_limit::TokenBucket;
-use crate::server::AppState;
+use crate::realtime::hub::{Outbound, Registration};
+use crate::realtime::notify::{Origin, RelayedEvent, Side};
+use crate::realtime::presence::{Kind, PresenceGuard};
+use crate::shutdown::stopped;
+
+mod frames;
+use crate::state::AppState;
 
 /// Close codes (docs/protocol.md).
 pub mod close_code {
@@ -53,7 +57,7 @@ type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
 
 /// Serves one upgraded connection until it closes. `permit` is its slot in the connection
 /// budgets; once the client has authenticated it moves to that identity's budget.
-pub async fn serve<S>(ws: WebSocketStream<S>, app: Arc<AppState>, permit: &mut SocketPermit)
+pub(crate) async fn serve<S>(ws: WebSocketStream<S>, app: Arc<AppState>, permit: &mut SocketPermit)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -64,12 +68,12 @@ where
         write_timeout: app.settings.websocket.write_timeout(),
     };
     let mut stream = stream;
-    let mut shutdown = app.shutdown.clone();
+    let mut shutdown = app.plumbing.shutdown.clone();
 
     let Some(verified) = Box::pin(conn.authenticate(&mut stream, &mut shutdown)).await else {
         return;
     };
-    let expires = app.verifier.socket_deadline(&verified);
+    let expires = app.deps.verifier.socket_deadline(&verified);
     let identity = verified.identity;
     if let Err(refusal) = permit.authenticate(identity_key(&identity)) {
         app.metrics.refused_connections.inc();
@@ -84,24 +88,30 @@ where
         Identity::Staff { .. } => (true, None),
     };
     let reg = app
+        .deps
         .hub
         .register(app.settings.websocket.outbound_queue, is_staff, player_id);
     // Recorded before `authenticated` is sent: from then on, the database knows this client is
     // connected (no push notification for it, and its GRE shows online).
     let presence = match &identity {
-        Identity::Player { player_id } => {
-            Some(Box::pin(app.presence.attach(Kind::Player, player_id.to_string())).await)
-        }
+        Identity::Player { player_id } => Some(
+            Box::pin(
+                app.deps
+                    .presence
+                    .attach(Kind::Player, player_id.to_string()),
+            )
+            .await,
+        ),
         Identity::Staff {
             staff_id,
             service_role: false,
             ..
-        } => Some(Box::pin(app.presence.attach(Kind::Staff, staff_id.clone())).await),
+        } => Some(Box::pin(app.deps.presence.attach(Kind::Staff, staff_id.clone())).await),
         Identity::Staff {
             service_role: true, ..
         } => None,
     };
-    let mut session = Session {
+    let mut sock = SocketState {
         identity,
         expires,
         reg,
@@ -114,10 +124,10 @@ where
         ),
         pending_catch_up: None,
     };
-    if Box::pin(conn.welcome(&mut session)).await.is_err() {
+    if Box::pin(conn.welcome(&mut sock)).await.is_err() {
         return;
     }
-    conn.run(&mut stream, &mut session, &mut shutdown).await;
+    conn.run(&mut stream, &mut sock, &mut shutdown).await;
 }
 
 /// The connection's writing half and what it needs to answer.
@@ -132,8 +142,9 @@ struct Connection<S> {
     write_timeout: Duration,
 }
 
-/// State after authentication.
-struct Session {
+/// One socket's state after authentication (its identity, subscriptions, budget): not a chat
+/// session, which is a row of `gre_chat_sessions`.
+struct SocketState {
     identity: Identity,
     /// When the credential runs out (its `exp` plus the leeway); None for a secret API key.
     /// A fresh `authenticate` of the same identity moves it.
@@ -222,7 +233,7 @@ where
                     self.close(close_code::AUTH_FAILED, "authentication timeout").await;
                     return None;
                 }
-                _ = crate::server::stopped(shutdown) => {
+                _ = stopped(shutdown) => {
                     self.close(1001, "server shutting down").await;
                     return None;
                 }
@@ -247,7 +258,7 @@ where
             };
             let reply = match protocol::parse_client_frame(&text) {
                 Ok(ClientFrame::Authenticate { token }) => {
-                    match self.app.verifier.verify(&token).await {
+                    match self.app.deps.verifier.verify(&token).await {
                         Ok(verified) => return Some(verified),
                         Err(e) => {
                             failures += 1;
@@ -296,10 +307,10 @@ where
 
     /// After authentication: `authenticated`, and a player's automatic subscription to its open
     /// session.
-    async fn welcome(&mut self, session: &mut Session) -> Result<(), Gone> {
-        match session.identity.clone() {
+    async fn welcome(&mut self, sock: &mut SocketState) -> Result<(), Gone> {
+        match sock.identity.clone() {
             Identity::Player { player_id } => {
-                let open = match self.app.store.open_session(player_id).await {
+                let open = match self.app.deps.store.open_session(player_id).await {
                     Ok(open) => open,
                     Err(e) => {
                         self.send_error(&store_error(e)).await?;
@@ -313,14 +324,15 @@ where
                 ))
                 .await?;
                 if let Some(open) = open {
-                    session.allowed.insert(open.id);
+                    sock.allowed.insert(open.id);
                     // Follow it from the lookup's position at once; the catch-up for what
                     // committed in between runs when the hold ends (see `run`).
                     self.app
+                        .deps
                         .hub
-                        .subscribe(session.reg.id, open.id, open.last_seq);
-                    session.sent.insert(open.id, open.last_seq);
-                    session.pending_catch_up = Some((open.id, Cursor(open.last_seq)));
+                        .subscribe(sock.reg.id, open.id, open.last_seq);
+                    sock.sent.insert(open.id, open.last_seq);
+                    sock.pending_catch_up = Some((open.id, Cursor(open.last_seq)));
                 }
             }
             Identity::Staff { staff_id, .. } => {
@@ -329,9 +341,9 @@ where
             }
         }
         // Who is online now; changes follow as they happen.
-        match self.app.store.online_staff().await {
+        match self.app.deps.store.online_staff().await {
             Ok(online) => {
-                if session.identity.is_staff() {
+                if sock.identity.is_staff() {
                     for p in &online {
                         let frame = protocol::staff_presence_frame(
                             &p.gre_id,
@@ -353,7 +365,7 @@ where
     async fn run<R>(
         &mut self,
         stream: &mut R,
-        session: &mut Session,
+        sock: &mut SocketState,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) where
         R: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
@@ -362,7 +374,7 @@ where
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
-        let lagged = session.reg.lagged.clone();
+        let lagged = sock.reg.lagged.clone();
         // Live events wait until the client's first frame has been handled (or RESUME_GRACE
         // passes): a reconnecting client's `subscribe` with `since` must get its backfill before
         // any newer live message, or it would see the session out of commit order. Nothing is
@@ -370,12 +382,12 @@ where
         let mut hold_until = Some(Instant::now() + RESUME_GRACE);
         // The credential's end. One timer for the connection's life, moved when a refresh moves
         // the deadline (a secret API key has none: the branch stays off).
-        let mut deadline = session.expires;
+        let mut deadline = sock.expires;
         let expiry = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now));
         tokio::pin!(expiry);
         loop {
-            if session.expires != deadline {
-                deadline = session.expires;
+            if sock.expires != deadline {
+                deadline = sock.expires;
                 if let Some(d) = deadline {
                     expiry.as_mut().reset(d);
                 }
@@ -389,7 +401,7 @@ where
             let holding = hold_until.is_some();
             tokio::select! {
                 // Shutdown first: a server going down says so (1001) rather than keep writing.
-                _ = crate::server::stopped(shutdown) => {
+                _ = stopped(shutdown) => {
                     Box::pin(self.close(1001, "server shutting down")).await;
                     return;
                 }
@@ -406,17 +418,17 @@ where
                 // The grace period is over: let live events flow.
                 _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now)), if holding => {
                     hold_until = None;
-                    if Box::pin(self.catch_up(session)).await.is_err() {
+                    if Box::pin(self.catch_up(sock)).await.is_err() {
                         return;
                     }
                 }
                 // Events for this client, written in batches with one flush.
-                event = session.reg.rx.recv(), if !holding => {
+                event = sock.reg.rx.recv(), if !holding => {
                     let Some(event) = event else {
                         Box::pin(self.close(close_code::LAGGING, "too slow: reconnect and resume from your last cursor")).await;
                         return;
                     };
-                    if self.write_events(session, event).await.is_err() {
+                    if self.write_events(sock, event).await.is_err() {
                         return;
                     }
                 }
@@ -425,10 +437,10 @@ where
                     last_heard = Instant::now();
                     match next {
                         Some(Ok(Message::Text(text))) => {
-                            if Box::pin(self.handle_text(session, &text)).await.is_err() {
+                            if Box::pin(self.handle_text(sock, &text)).await.is_err() {
                                 return;
                             }
-                            if hold_until.take().is_some() && Box::pin(self.catch_up(session)).await.is_err() {
+                            if hold_until.take().is_some() && Box::pin(self.catch_up(sock)).await.is_err() {
                                 return;
                             }
                         }
@@ -465,7 +477,7 @@ where
     /// fewer syscalls under load. One timeout bounds the whole batch.
     async fn write_events(
         &mut self,
-        session: &mut Session,
+        sock: &mut SocketState,
         first: std::sync::Arc<Outbound>,
     ) -> Result<(), Gone> {
         let sink = &mut self.sink;
@@ -473,130 +485,20 @@ where
             let mut event = Some(first);
             let mut written = 0;
             while let Some(e) = event.take() {
-                if let Some(frame) = session.accept(&e) {
+                if let Some(frame) = sock.accept(&e) {
                     sink.feed(Message::Text(frame)).await?;
                     written += 1;
                 }
                 if written >= WRITE_BATCH {
                     break;
                 }
-                event = session.reg.rx.try_recv().ok();
+                event = sock.reg.rx.try_recv().ok();
             }
             sink.flush().await
         };
         match tokio::time::timeout(self.write_timeout, write).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(Gone),
-        }
-    }
-
-    async fn handle_text(&mut self, session: &mut Session, text: &str) -> Result<(), Gone> {
-        let frame = match protocol::parse_client_frame(text) {
-            Ok(f) => f,
-            Err(e) => {
-                let (cid, sid) = protocol::raw_context(text);
-                return self
-                    .send_text(protocol::error_frame_for(&e, cid.as_deref(), sid))
-                    .await;
-            }
-        };
-        // Named in an error about this request, so the client knows which one failed.
-        let (client_message_id, about_session) = frame.context();
-        let client_message_id = client_message_id.map(str::to_owned);
-        // A refresh (`authenticate` again) costs a signature check, so it is paced like the rest.
-        if !matches!(frame, ClientFrame::Ping) && !session.bucket.take() {
-            self.app.metrics.rate_limited.inc();
-            let e = ProtocolError::new(ErrorCode::RateLimited, "too many frames; slow down");
-            let text = protocol::error_frame_for(&e, client_message_id.as_deref(), about_session);
-            return self.send_text(text).await;
-        }
-        let result = match frame {
-            ClientFrame::Ping => return self.send_text(protocol::pong_frame()).await,
-            ClientFrame::Authenticate { token } => {
-                return Box::pin(self.refresh(session, &token)).await;
-            }
-            ClientFrame::SendMessage {
-                message,
-                session_id,
-                client_message_id,
-            } => {
-                self.send_message(session, message, session_id, client_message_id)
-                    .await
-            }
-            ClientFrame::Subscribe { session_id, since } => {
-                match self.authorize(session, session_id).await {
-                    Ok(last_seq) => {
-                        if session
-                            .pending_catch_up
-                            .is_some_and(|(id, _)| id == session_id)
-                        {
-                            session.pending_catch_up = None;
-                        }
-                        // A cursor beyond the session's end is clamped: it cannot skip future rows.
-                        let from = since.map_or(Cursor(last_seq), |c| c.min(Cursor(last_seq)));
-                        return self.subscribe(session, session_id, from, true).await;
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            ClientFrame::Unsubscribe { session_id } => {
-                if session
-                    .pending_catch_up
-                    .is_some_and(|(id, _)| id == session_id)
-                {
-                    session.pending_catch_up = None;
-                }
-                self.app.hub.unsubscribe(session.reg.id, session_id);
-                session.sent.remove(&session_id);
-                return self
-                    .send_text(protocol::unsubscribed_frame(session_id))
-                    .await;
-            }
-            ClientFrame::Typing {
-                session_id,
-                is_typing,
-            } => match self.authorize_cached(session, session_id).await {
-                Ok(()) => {
-                    let (side, staff_id) = side_of(&session.identity);
-                    let event = RelayedEvent::Typing {
-                        session_id,
-                        side,
-                        staff_id,
-                        is_typing,
-                    };
-                    self.relay(session, &event).await
-                }
-                Err(e) => Err(e),
-            },
-            ClientFrame::MarkRead { session_id, up_to } => {
-                match self.authorize_cached(session, session_id).await {
-                    Ok(()) => {
-                        let staff = session.identity.is_staff();
-                        match self.app.store.mark_read(session_id, up_to, staff).await {
-                            Ok((cursor, ids)) => {
-                                let event = RelayedEvent::MessagesRead {
-                                    session_id,
-                                    reader: side_of(&session.identity).0,
-                                    up_to,
-                                    cursor: cursor.0,
-                                    count: ids.len() as u64,
-                                };
-                                self.relay(session, &event).await
-                            }
-                            Err(e) => Err(store_error(e)),
-                        }
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let text =
-                    protocol::error_frame_for(&e, client_message_id.as_deref(), about_session);
-                self.send_text(text).await
-            }
         }
     }
 
@@ -614,15 +516,15 @@ where
     /// `authenticate` on an authenticated socket: a fresh token of the same identity extends
     /// the socket's life (subscriptions intact) and is answered `authenticated` again; a token
     /// of another identity, or one that is refused, changes nothing.
-    async fn refresh(&mut self, session: &mut Session, token: &str) -> Result<(), Gone> {
-        let verified = match self.app.verifier.verify(token).await {
+    async fn refresh(&mut self, sock: &mut SocketState, token: &str) -> Result<(), Gone> {
+        let verified = match self.app.deps.verifier.verify(token).await {
             Ok(v) => v,
             Err(e) => {
                 let e = ProtocolError::new(ErrorCode::Unauthenticated, e.to_string());
                 return self.send_error(&e).await;
             }
         };
-        if !same_subject(&session.identity, &verified.identity) {
+        if !same_subject(&sock.identity, &verified.identity) {
             let e = ProtocolError::new(
                 ErrorCode::Forbidden,
                 "this token is for another identity: a connection keeps the identity it \
@@ -630,12 +532,12 @@ where
             );
             return self.send_error(&e).await;
         }
-        session.expires = self.app.verifier.socket_deadline(&verified);
+        sock.expires = self.app.deps.verifier.socket_deadline(&verified);
         // The same subject; its display name may have changed.
-        session.identity = verified.identity;
-        let frame = match &session.identity {
+        sock.identity = verified.identity;
+        let frame = match &sock.identity {
             Identity::Player { player_id } => {
-                let open = match self.app.store.open_session(*player_id).await {
+                let open = match self.app.deps.store.open_session(*player_id).await {
                     Ok(open) => open.map(|s| s.id),
                     Err(e) => return self.send_error(&store_error(e)).await,
                 };
@@ -647,27 +549,33 @@ where
     }
 
     /// Sends an event that is not stored to the session's other subscribers on every relay,
-    /// signed so that relays can tell it from a forged `pg_notify` (src/notification.rs).
+    /// signed so that relays can tell it from a forged `pg_notify` (realtime/notify.rs).
     async fn relay(
         &mut self,
-        session: &Session,
+        sock: &SocketState,
         event: &RelayedEvent,
     ) -> Result<(), ProtocolError> {
         let origin = Origin {
-            instance: self.app.instance_id,
-            conn: session.reg.id,
+            instance: self.app.deps.instance_id,
+            conn: sock.reg.id,
         };
-        let payload = self
-            .app
-            .relay_key
-            .seal(origin, event, crate::listener::now_ms());
-        self.app.store.notify(&payload).await.map_err(store_error)
+        let payload =
+            self.app
+                .deps
+                .relay_key
+                .seal(origin, event, crate::realtime::notify::now_ms());
+        self.app
+            .deps
+            .store
+            .notify(&payload)
+            .await
+            .map_err(store_error)
     }
 
     /// Runs the automatic subscription's deferred catch-up, if a resume did not supersede it.
-    async fn catch_up(&mut self, session: &mut Session) -> Result<(), Gone> {
-        match session.pending_catch_up.take() {
-            Some((session_id, from)) => self.subscribe(session, session_id, from, false).await,
+    async fn catch_up(&mut self, sock: &mut SocketState) -> Result<(), Gone> {
+        match sock.pending_catch_up.take() {
+            Some((session_id, from)) => self.subscribe(sock, session_id, from, false).await,
             None => Ok(()),
         }
     }
@@ -675,34 +583,35 @@ where
     /// Like `authorize`, without a query for a session this connection was already allowed.
     async fn authorize_cached(
         &mut self,
-        session: &mut Session,
+        sock: &mut SocketState,
         session_id: Uuid,
     ) -> Result<(), ProtocolError> {
-        if session.allowed.contains(&session_id) {
+        if sock.allowed.contains(&session_id) {
             return Ok(());
         }
-        self.authorize(session, session_id).await.map(|_| ())
+        self.authorize(sock, session_id).await.map(|_| ())
     }
 
     /// May this client see the session? Returns its last message number.
     async fn authorize(
         &mut self,
-        session: &mut Session,
+        sock: &mut SocketState,
         session_id: Uuid,
     ) -> Result<i64, ProtocolError> {
         let info = self
             .app
+            .deps
             .store
             .session(session_id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| ProtocolError::new(ErrorCode::NotFound, "no such session"))?;
-        if !session.identity.may_access_player(info.player_id) {
+            .ok_or_else(|| ProtocolError::new(ErrorCode::NotFound, "no such sock"))?;
+        if !sock.identity.may_access_player(info.player_id) {
             // Same answer as a missing session would leak that it exists; forbidden is clearer
             // for a client bug and reveals nothing but a random id's existence.
-            return Err(ProtocolError::new(ErrorCode::Forbidden, "not your session"));
+            return Err(ProtocolError::new(ErrorCode::Forbidden, "not your sock"));
         }
-        session.allowed.insert(session_id);
+        sock.allowed.insert(session_id);
         Ok(info.last_seq)
     }
 
@@ -710,17 +619,21 @@ where
     /// events that arrive meanwhile wait in the queue and are deduplicated by number.
     async fn subscribe(
         &mut self,
-        session: &mut Session,
+        sock: &mut SocketState,
         session_id: Uuid,
         since: Cursor,
         announce: bool,
     ) -> Result<(), Gone> {
-        self.app.hub.subscribe(session.reg.id, session_id, since.0);
+        self.app
+            .deps
+            .hub
+            .subscribe(sock.reg.id, session_id, since.0);
         let mut cursor = since;
-        session.sent.insert(session_id, since.0);
+        sock.sent.insert(session_id, since.0);
         loop {
             let page = match self
                 .app
+                .deps
                 .store
                 .messages_after(session_id, cursor, BACKFILL_PAGE)
                 .await
@@ -728,8 +641,8 @@ where
                 Ok(p) => p,
                 Err(e) => {
                     // Without its backfill the subscription would have a gap: undo it.
-                    self.app.hub.unsubscribe(session.reg.id, session_id);
-                    session.sent.remove(&session_id);
+                    self.app.deps.hub.unsubscribe(sock.reg.id, session_id);
+                    sock.sent.remove(&session_id);
                     let text = protocol::error_frame_for(&store_error(e), None, Some(session_id));
                     return self.send_text(text).await;
                 }
@@ -744,10 +657,11 @@ where
             }
             self.flush().await?;
         }
-        session.sent.insert(session_id, cursor.0);
+        sock.sent.insert(session_id, cursor.0);
         self.app
+            .deps
             .hub
-            .note_position(session.reg.id, session_id, cursor.0);
+            .note_position(sock.reg.id, session_id, cursor.0);
         if announce {
             self.feed_text(Utf8Bytes::from(protocol::subscribed_frame(
                 session_id, cursor,
@@ -759,20 +673,21 @@ where
 
     async fn send_message(
         &mut self,
-        session: &mut Session,
+        sock: &mut SocketState,
         text: String,
         session_id: Option<Uuid>,
         client_message_id: Option<String>,
     ) -> Result<(), ProtocolError> {
         let app = self.app.clone();
         let cid = client_message_id.as_deref();
-        let message = match &session.identity {
+        let message = match &sock.identity {
             Identity::Player { player_id } => {
-                let sent = chat::player_send(&app, *player_id, session_id, &text, cid).await?;
+                let sent =
+                    chat::player_send(&app.deps.store, *player_id, session_id, &text, cid).await?;
                 if let Some(opened) = &sent.opened {
-                    session.allowed.insert(opened.id);
+                    sock.allowed.insert(opened.id);
                     // The new session's messages start at 1: subscribe from its beginning.
-                    self.subscribe(session, opened.id, Cursor(0), false)
+                    self.subscribe(sock, opened.id, Cursor(0), false)
                         .await
                         .map_err(|_| gone())?;
                 }
@@ -782,7 +697,7 @@ where
                 let session_id = session_id.ok_or_else(|| {
                     ProtocolError::new(ErrorCode::InvalidMessage, "sessionId is required for staff")
                 })?;
-                chat::staff_send(&app, staff, session_id, &text, cid)
+                chat::staff_send(&app.deps.store, staff, session_id, &text, cid)
                     .await?
                     .0
             }
@@ -793,7 +708,7 @@ where
     }
 }
 
-impl Session {
+impl SocketState {
     /// Filters one hub event: returns the frame to write, or None for a duplicate.
     fn accept(&mut self, event: &Outbound) -> Option<Utf8Bytes> {
         match event {
@@ -859,4 +774,9 @@ fn side_of(identity: &Identity) -> (Side, Option<String>) {
         Identity::Player { .. } => (Side::Player, None),
         Identity::Staff { staff_id, .. } => (Side::Gre, Some(staff_id.clone())),
     }
+}
+
+/// What a client is told when the store fails under a frame: the chat rules' verdict.
+fn store_error(e: StoreError) -> ProtocolError {
+    chat::ChatError::from(e).into()
 }

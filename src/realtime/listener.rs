@@ -2,7 +2,7 @@
 //! LISTENs on channel `gre_relay` and turns each notification into hub events. This is where a
 //! NOTIFY becomes a frame.
 //!
-//! A notification is a hint (src/notification.rs): it names rows, and the listener reads those
+//! A notification is a hint (realtime/notify.rs): it names rows, and the listener reads those
 //! rows from the tables (one query per notification) and routes only from what it read: the
 //! session, the player and the cursor come from the row, never from the payload. So a
 //! `pg_notify` from anyone else can at most make the relay re-read committed rows and send them
@@ -20,6 +20,9 @@
 //! LISTENs again, and backfills every subscribed session from the last message it published, so
 //! connected clients miss nothing. The hub drops what it already published. A read that fails
 //! fails the connection the same way: the catch-up reads the rows again.
+//!
+//! Owns the LISTEN connection (outside the pool) and nothing else. Must not touch: sockets (it
+//! hands frames to the hub), HTTP, the chat rules, `state/`.
 
 use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
@@ -29,22 +32,20 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::AsyncMessage;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
 
-use crate::hub::{ConnId, Hub};
-use crate::notification::{Hint, HintError, MessageOp, RelayKey, RelayedEvent, Side};
+use crate::db::{pg_config, tls_connector, Store, StoreError};
 use crate::protocol::{self, Cursor};
 use crate::rate_limit::TokenBucket;
-use crate::store::{pg_config, tls_connector, Store, StoreError};
+use crate::realtime::hub::{ConnId, Hub};
+use crate::realtime::notify::{
+    Hint, HintError, MessageOp, Origin, RelayKey, RelayedEvent, Side, CHANNEL,
+};
 
-pub use crate::notification::Origin;
-
-/// The channel every trigger notifies on.
-pub const CHANNEL: &str = "gre_relay";
 /// Notifications waiting between the connection driver and the dispatcher. When full, the
 /// driver stops reading the socket and PostgreSQL queues the rest: nothing is lost.
 const QUEUE: usize = 4096;
@@ -102,15 +103,8 @@ impl ListenerStatus {
     /// Seconds since the last notification, if there was one.
     pub fn last_notification_age(&self) -> Option<f64> {
         let ms = self.last_notification_ms.load(Ordering::Relaxed);
-        (ms > 0).then(|| now_ms().saturating_sub(ms) as f64 / 1000.0)
+        (ms > 0).then(|| super::notify::now_ms().saturating_sub(ms) as f64 / 1000.0)
     }
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// One change to the hub, computed from rows read for a notification and applied in order.
@@ -202,8 +196,8 @@ impl Listener {
         let mut down_since: Option<std::time::Instant> = None;
         loop {
             let outcome = tokio::select! {
-                r = self.session(down_since, &mut backoff) => r,
-                _ = crate::server::stopped(&mut shutdown) => return,
+                r = self.connection_life(down_since, &mut backoff) => r,
+                _ = crate::shutdown::stopped(&mut shutdown) => return,
             };
             let was_whole = self.status.connected.swap(false, Ordering::Relaxed);
             if was_whole {
@@ -220,14 +214,14 @@ impl Listener {
                 Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1));
             tokio::select! {
                 _ = tokio::time::sleep(backoff + jitter) => {}
-                _ = crate::server::stopped(&mut shutdown) => return,
+                _ = crate::shutdown::stopped(&mut shutdown) => return,
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 
     /// One connection's life: connect, LISTEN, backfill if this is a reconnect, dispatch.
-    async fn session(
+    async fn connection_life(
         &self,
         down_since: Option<std::time::Instant>,
         backoff: &mut Duration,
@@ -301,7 +295,7 @@ impl Listener {
                             }
                         }
                         self.status.notifications.inc_by(batch.len() as u64);
-                        self.status.last_notification_ms.store(now_ms(), Ordering::Relaxed);
+                        self.status.last_notification_ms.store(super::notify::now_ms(), Ordering::Relaxed);
                         reading.push_back(Box::pin(self.resolve(batch)));
                     }
                     None => return Err(ListenError::Closed),
@@ -452,7 +446,11 @@ impl Listener {
         match hint {
             Hint::Messages { op, ids } => self.read_messages(op, &ids, actions).await?,
             Hint::Ranges(ranges) => {
-                let found = self.store.message_ranges(&ranges).await?;
+                let wanted: Vec<(Uuid, i64, i64)> = ranges
+                    .iter()
+                    .map(|r| (r.session_id, r.from, r.to))
+                    .collect();
+                let found = self.store.message_ranges(&wanted).await?;
                 if found.len() < ranges.len() {
                     self.ignore(&"names message ranges that hold no messages");
                 }
@@ -502,7 +500,7 @@ impl Listener {
                 }
                 None => self.ignore(&"names a GRE with no presence row"),
             },
-            Hint::Relayed(sealed) => match self.key.open(&sealed, now_ms()) {
+            Hint::Relayed(sealed) => match self.key.open(&sealed, super::notify::now_ms()) {
                 Ok((origin, event)) => {
                     if let Some(a) = self.relayed(origin, event).await? {
                         actions.push(a);

@@ -8,6 +8,8 @@
 //! this process's rows alive; rows of a crashed process expire (sql/0090_presence.sql).
 //!
 //! Not here: the WebSocket frames about presence (the listener sends them on NOTIFY).
+//!
+//! Must not touch: sockets, the hub, `state/`; it writes only this relay's rows.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use crate::store::Store;
+use crate::db::Store;
 
 /// How often this relay proves it is alive; the database forgets it after
 /// `gre_relay.presence_stale_after()` (20 s) without a beat.
@@ -89,7 +91,7 @@ impl Presence {
     }
 
     /// Registers this process in the database. Called once before serving.
-    pub async fn register(&self) -> Result<(), crate::store::StoreError> {
+    pub async fn register(&self) -> Result<(), crate::db::StoreError> {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         self.store
             .register_instance(self.instance, host.trim())
@@ -167,7 +169,7 @@ impl Presence {
         let mut beat = tokio::time::interval(HEARTBEAT);
         loop {
             tokio::select! {
-                _ = crate::server::stopped(&mut shutdown) => break,
+                _ = crate::shutdown::stopped(&mut shutdown) => break,
                 _ = self.wake.notified() => self.flush_dirty().await,
                 _ = beat.tick() => {
                     match self.store.heartbeat(self.instance).await {

@@ -15,15 +15,21 @@
 //! missing session id is not the nil UUID), and unknown fields are refused. The listener counts
 //! what it refuses (`gre_relay_notifications_ignored_total`).
 //!
-//! Not here: database reads (store.rs) and routing (listener.rs, hub.rs).
+//! Not here: database reads (`db/`) and routing (listener.rs, hub.rs).
+//!
+//! Must not touch: the database, sockets, `state/` (pure parsing and signing).
+
+/// The channel every trigger notifies on.
+pub const CHANNEL: &str = "gre_relay";
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::Sha256;
+use std::time::{SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
-use crate::hub::ConnId;
+use crate::realtime::hub::ConnId;
 
 /// Most message ids one payload may name. The trigger puts at most 200 in one (200 quoted ids
 /// are 7,800 bytes, under NOTIFY's 8,000); more is not a payload of ours.
@@ -411,6 +417,14 @@ impl RelayKey {
             body.ev,
         ))
     }
+}
+
+/// Milliseconds since the Unix epoch: the clock relayed events are stamped and checked with.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

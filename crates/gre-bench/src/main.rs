@@ -454,7 +454,7 @@ async fn load(mut a: LoadArgs, nofile: Option<u64>) -> anyhow::Result<bool> {
     };
     let listen = db::Listen::start(
         &url,
-        gre_relay::listener::CHANNEL,
+        gre_relay::realtime::notify::CHANNEL,
         run.marker.clone(),
         &sessions,
         run.origin,
@@ -585,7 +585,7 @@ async fn announce(mut a: AnnounceArgs, nofile: Option<u64>) -> anyhow::Result<bo
     let before = Sample::take(run.relay_pid);
     let listen = db::Listen::start(
         &url,
-        gre_relay::listener::CHANNEL,
+        gre_relay::realtime::notify::CHANNEL,
         run.marker.clone(),
         &sessions,
         run.origin,

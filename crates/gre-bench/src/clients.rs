@@ -129,7 +129,7 @@ impl Marker {
     /// Every message number of this run named in a NOTIFY payload (one per row): by id in a
     /// hint (relays since issue 11), or by text in a whole-row payload (relays before it).
     pub fn all_in(&self, payload: &str) -> Vec<u32> {
-        use gre_relay::notification::{Hint, MessageOp};
+        use gre_relay::realtime::notify::{Hint, MessageOp};
         if let Ok(Hint::Messages {
             op: MessageOp::Inserted,
             ids,

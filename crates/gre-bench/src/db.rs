@@ -11,10 +11,10 @@ use uuid::Uuid;
 use crate::clients::Marker;
 
 pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let mut config = gre_relay::store::pg_config(url).context("DATABASE_URL")?;
+    let mut config = gre_relay::db::pg_config(url).context("DATABASE_URL")?;
     config.application_name("gre-bench");
     let (client, connection) = config
-        .connect(gre_relay::store::tls_connector())
+        .connect(gre_relay::db::tls_connector())
         .await
         .context("connecting to the database")?;
     tokio::spawn(async move {
@@ -434,9 +434,9 @@ async fn listen(
 ) -> anyhow::Result<Heard> {
     use futures_util::StreamExt;
     let setup = async {
-        let mut config = gre_relay::store::pg_config(&url)?;
+        let mut config = gre_relay::db::pg_config(&url)?;
         config.application_name("gre-bench listen");
-        Ok::<_, anyhow::Error>(config.connect(gre_relay::store::tls_connector()).await?)
+        Ok::<_, anyhow::Error>(config.connect(gre_relay::db::tls_connector()).await?)
     };
     let (client, mut connection) = match setup.await {
         Ok(c) => c,

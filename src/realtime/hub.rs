@@ -10,6 +10,8 @@
 //! event to 50 staff sockets costs 50 pointer copies, not 50 encodings.
 //!
 //! The hub does no I/O and never awaits while holding its lock.
+//!
+//! Must not touch: the database, sockets (connections drain their own queues), `state/`.
 
 use prometheus_client::metrics::counter::Counter;
 use std::collections::{HashMap, HashSet};
@@ -343,7 +345,8 @@ impl Hub {
         !self.lock().staff.is_empty()
     }
 
-    /// Whether this process holds a live connection of the player.
+    /// Whether this process holds a live connection of the player (the unit tests read it).
+    #[cfg(test)]
     pub fn player_connected(&self, player_id: i64) -> bool {
         self.lock().players.contains_key(&player_id)
     }

@@ -68,7 +68,7 @@ impl Side {
     fn channel(self) -> &'static str {
         match self {
             Side::Peer => PEER_CHANNEL,
-            Side::Gre => gre_relay::listener::CHANNEL,
+            Side::Gre => gre_relay::realtime::notify::CHANNEL,
         }
     }
 }

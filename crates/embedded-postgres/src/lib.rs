@@ -45,6 +45,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// How long `stop` waits after a fast shutdown request before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Drop blocks the thread, so it gives up sooner than `stop`.
+#[cfg(feature = "testing")]
 const DROP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a leftover server from a crashed run gets to shut down.
 const STALE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -428,8 +429,9 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
-    /// For fault-injection tests: SIGKILL the postmaster (an immediate crash; its backends die
+    /// For fault-injection tests (feature `testing`): SIGKILL the postmaster (an immediate crash; its backends die
     /// with it), reap it, and return. The next start goes through crash recovery.
+    #[cfg(feature = "testing")]
     pub async fn kill(&mut self) -> Result<(), EmbeddedError> {
         let Some(child) = self.child.as_mut() else {
             return Ok(());
@@ -444,7 +446,9 @@ impl EmbeddedPostgres {
     }
 
     /// Start again after stop()/kill(), on the SAME port (so clients' URLs stay valid). Stops
-    /// the server first if it is still running.
+    /// the server first if it is still running. For tests (feature `testing`): the relay never
+    /// restarts its cluster.
+    #[cfg(feature = "testing")]
     pub async fn restart(&mut self) -> Result<(), EmbeddedError> {
         self.stop().await?;
         self.launch().await
@@ -654,6 +658,24 @@ impl std::fmt::Debug for EmbeddedPostgres {
     }
 }
 
+/// Without the `testing` feature (the relay's build): asks the server to shut down (SIGINT, a
+/// fast shutdown) and returns at once, so a drop never blocks a runtime thread. The relay stops
+/// its cluster with [`EmbeddedPostgres::stop`]; this covers the error paths.
+#[cfg(not(feature = "testing"))]
+impl Drop for EmbeddedPostgres {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = kill(child_pid(&child), Signal::SIGINT);
+        }
+    }
+}
+
+/// With the `testing` feature: stops the server and waits for it (up to `DROP_TIMEOUT`, then
+/// SIGKILL), so a test that drops its cluster leaves no server behind. Blocks the thread.
+#[cfg(feature = "testing")]
 impl Drop for EmbeddedPostgres {
     fn drop(&mut self) {
         let Some(mut child) = self.child.take() else {
@@ -734,6 +756,7 @@ impl Killed {
         }
     }
 
+    #[cfg(feature = "testing")]
     fn wait_blocking(&mut self) {
         let deadline = Instant::now() + KILL_TIMEOUT;
         while !self.poll() && Instant::now() < deadline {
