@@ -3,14 +3,13 @@
 //! subscriber must end with every committed row of its session exactly once (after dropping
 //! duplicates by id), in commit order. The database is the ground truth.
 
-mod support;
 
 use futures_util::StreamExt;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::*;
+use crate::support::*;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;

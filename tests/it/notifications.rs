@@ -3,12 +3,11 @@
 //! sends reaches a client, live delivery carries on, and what it hears names no text, name or
 //! player id. Relayed events still cross relays; a large update reaches staff coalesced.
 
-mod support;
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::*;
+use crate::support::*;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 

@@ -2,8 +2,7 @@
 //! a real PostgreSQL cluster. Auth, bodies, errors, paging, the session lifecycle, chat access and
 //! the staff console's unread counts.
 
-mod support;
-use support::*;
+use crate::support::*;
 
 use reqwest::header::{HeaderMap, ALLOW, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};

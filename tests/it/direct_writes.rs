@@ -4,11 +4,10 @@
 //! privileges granting everything to anon, authenticated and service_role) BEFORE the relay's
 //! migrations run. Each attack is refused or its values replaced, and the data is intact after.
 
-mod support;
 
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::*;
+use crate::support::*;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 

@@ -6,9 +6,8 @@
 //! Most tests drive the `Verifier` directly (no database needed); the last ones go through the
 //! relay's REST API and WebSocket on a real PostgreSQL cluster.
 
-mod support;
-use support::jwks::{public, signer, JwksServer};
-use support::*;
+use crate::support::jwks::{public, signer, JwksServer};
+use crate::support::*;
 
 use futures_util::future::join_all;
 use gre_relay::auth::{AuthError, Identity, Verifier};
@@ -135,7 +134,7 @@ async fn es256_rs256_and_eddsa_tokens_with_their_claims() {
     }
     // A token without iss at all (a signer without an issuer adds none).
     let bare = gre_relay::auth::Minter::from_key_file(
-        &support::jwks::fixture("ec256-a.pem"),
+        &crate::support::jwks::fixture("ec256-a.pem"),
         Some("ec-a"),
         None,
     )
@@ -192,7 +191,7 @@ async fn algorithm_confusion_and_alg_none_are_refused() {
         )
         .expect("sign")
     };
-    let public_pem = std::fs::read_to_string(support::jwks::fixture("ec256-a.pem")).expect("pem");
+    let public_pem = std::fs::read_to_string(crate::support::jwks::fixture("ec256-a.pem")).expect("pem");
     let forged = [
         hs256_with_kid(ec_public.to_string().as_bytes(), "ec-a"),
         hs256_with_kid(ec_public["x"].as_str().expect("x").as_bytes(), "ec-a"),
@@ -681,7 +680,7 @@ async fn the_token_command_signs_with_a_private_key() {
                 "--print-jwk",
                 "--key",
             ])
-            .arg(support::jwks::fixture(file));
+            .arg(crate::support::jwks::fixture(file));
         if let Some(kid) = kid_arg {
             cmd.args(["--kid", kid]);
         }
@@ -716,7 +715,7 @@ async fn the_token_command_signs_with_a_private_key() {
         .env_remove("SUPABASE_URL")
         .env("GRE_LOG", "warn")
         .args(["token", "--player", "29", "--kid", "k", "--key"])
-        .arg(support::jwks::fixture("ec256-a.pem"))
+        .arg(crate::support::jwks::fixture("ec256-a.pem"))
         .output()
         .await
         .expect("run");

@@ -3,7 +3,6 @@
 //! `chromium-driver` packages (.ci/run installs them); without them these tests fail, on purpose.
 //! Screenshots and, on failure, the browser's console log go to `target/browser-artifacts/`.
 
-mod support;
 
 use fantoccini::key::Key;
 use fantoccini::wd::Capabilities;
@@ -11,7 +10,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::*;
+use crate::support::*;
 
 /// The longest any one thing may take to show up in a page.
 const UI_WAIT: Duration = Duration::from_secs(10);

@@ -1,11 +1,10 @@
 //! The binary as a newcomer runs it: no configuration, an embedded PostgreSQL, the printed demo
 //! token works, a row inserted with SQL arrives, SIGTERM stops everything cleanly.
 
-mod support;
 
 use std::process::Stdio;
 use std::time::Duration;
-use support::*;
+use crate::support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 

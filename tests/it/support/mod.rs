@@ -1,6 +1,5 @@
 //! Test harness: a real, ephemeral PostgreSQL cluster per test (through the same module as the
 //! embedded default), a relay on 127.0.0.1:0, and a real WebSocket client. Every wait is bounded.
-#![allow(dead_code)]
 
 pub mod jwks;
 

@@ -1,11 +1,10 @@
 //! End-to-end: rows written by anyone reach the right WebSocket clients; the protocol's frames
 //! and errors, against a real PostgreSQL and a real WebSocket client.
 
-mod support;
 
 use serde_json::json;
 use std::time::Duration;
-use support::*;
+use crate::support::*;
 use uuid::Uuid;
 
 /// The contract's smallest write, straight in SQL, as another portal makes it.
