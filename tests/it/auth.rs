@@ -191,7 +191,8 @@ async fn algorithm_confusion_and_alg_none_are_refused() {
         )
         .expect("sign")
     };
-    let public_pem = std::fs::read_to_string(crate::support::jwks::fixture("ec256-a.pem")).expect("pem");
+    let public_pem =
+        std::fs::read_to_string(crate::support::jwks::fixture("ec256-a.pem")).expect("pem");
     let forged = [
         hs256_with_kid(ec_public.to_string().as_bytes(), "ec-a"),
         hs256_with_kid(ec_public["x"].as_str().expect("x").as_bytes(), "ec-a"),
@@ -638,14 +639,7 @@ async fn rest_and_websocket_accept_signing_keys_secret_keys_and_the_legacy_secre
     assert_eq!(status, 200);
     assert_eq!(health["signingKeys"]["state"], "ok", "{health}");
     assert_eq!(health["signingKeys"]["keys"], 2, "{health}");
-    let metrics = http
-        .get(env.http_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = env.metrics_text().await;
     assert!(
         metrics.contains("gre_relay_signing_key_fetches_total 1"),
         "{metrics}"

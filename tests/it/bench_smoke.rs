@@ -5,9 +5,8 @@
 //! gre-bench is its own workspace crate (crates/gre-bench), so cargo does not hand this test its
 //! path; [`gre_bench`] builds it (a no-op when it is fresh) next to the relay's binary.
 
-
-use std::time::Duration;
 use crate::support::*;
+use std::time::Duration;
 
 async fn bench(args: &[&str], env: &TestEnv, relay: &RelayProcess) -> serde_json::Value {
     let mut all = args.to_vec();

@@ -1,10 +1,9 @@
 //! The binary as a newcomer runs it: no configuration, an embedded PostgreSQL, the printed demo
 //! token works, a row inserted with SQL arrives, SIGTERM stops everything cleanly.
 
-
+use crate::support::*;
 use std::process::Stdio;
 use std::time::Duration;
-use crate::support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 

@@ -3,14 +3,13 @@
 //! `chromium-driver` packages (.ci/run installs them); without them these tests fail, on purpose.
 //! Screenshots and, on failure, the browser's console log go to `target/browser-artifacts/`.
 
-
+use crate::support::*;
 use fantoccini::key::Key;
 use fantoccini::wd::Capabilities;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use crate::support::*;
 
 /// The longest any one thing may take to show up in a page.
 const UI_WAIT: Duration = Duration::from_secs(10);

@@ -4,10 +4,9 @@
 //! privileges granting everything to anon, authenticated and service_role) BEFORE the relay's
 //! migrations run. Each attack is refused or its values replaced, and the data is intact after.
 
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::time::Duration;
-use crate::support::*;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 

@@ -3,13 +3,12 @@
 //! subscriber must end with every committed row of its session exactly once (after dropping
 //! duplicates by id), in commit order. The database is the ground truth.
 
-
+use crate::support::*;
 use futures_util::StreamExt;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use crate::support::*;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
@@ -322,12 +321,7 @@ async fn killing_the_listen_connection_loses_nothing() {
         health["listenerReconnects"].as_u64().unwrap_or(0) >= 3,
         "{health}"
     );
-    let metrics = reqwest::get(env.http_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = env.metrics_text().await;
     assert!(
         metrics.contains("gre_relay_listener_reconnects_total"),
         "{metrics}"

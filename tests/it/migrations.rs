@@ -2,13 +2,12 @@
 //! when edited and repeatable ones re-applied, a database of the previous release upgraded without
 //! loss, and the row level security they set up.
 
-
+use crate::support::*;
 use gre_relay::db::migrate::{
     self, Kind, MigrateError, Migration, Outcome, EARLIER_RELEASES, MIGRATIONS,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use crate::support::*;
 
 /// Everything a migration could change, as comparable text.
 async fn schema_snapshot(db: &tokio_postgres::Client) -> Vec<String> {

@@ -3,11 +3,10 @@
 //! sends reaches a client, live delivery carries on, and what it hears names no text, name or
 //! player id. Relayed events still cross relays; a large update reaches staff coalesced.
 
-
+use crate::support::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::time::Duration;
-use crate::support::*;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -58,18 +57,6 @@ async fn forge(client: &tokio_postgres::Client, payload: &str) {
         .execute("select pg_notify('gre_relay', $1)", &[&payload])
         .await
         .expect("anyone may pg_notify");
-}
-
-async fn metric(env: &TestEnv, name: &str) -> f64 {
-    let text = reqwest::get(env.http_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }
 
 /// Every frame that arrives within `limit`.
@@ -128,7 +115,7 @@ async fn forged_notifications_reach_no_client_and_live_delivery_goes_on() {
     chat_message_with_id(&mut p31, m31).await;
     chat_message_with_id(&mut staff, m29).await;
     chat_message_with_id(&mut staff, m31).await;
-    let ignored_before = metric(&env, "gre_relay_notifications_ignored_total").await;
+    let ignored_before = env.metric("gre_relay_notifications_ignored_total").await;
 
     let fake = Uuid::new_v4();
     let huge = i64::MAX.to_string();
@@ -201,7 +188,7 @@ async fn forged_notifications_reach_no_client_and_live_delivery_goes_on() {
     }
 
     // Six of the payloads above are refused outright, one names no row.
-    let ignored = metric(&env, "gre_relay_notifications_ignored_total").await - ignored_before;
+    let ignored = env.metric("gre_relay_notifications_ignored_total").await - ignored_before;
     assert!(ignored >= 7.0, "ignored {ignored}");
 }
 
@@ -274,7 +261,7 @@ async fn malformed_payloads_are_ignored_and_counted() {
     let (mallory, _heard) = mallory(&env).await;
     let mut staff = env.staff("staff-3").await;
     staff.assert_alive().await;
-    let before = metric(&env, "gre_relay_notifications_ignored_total").await;
+    let before = env.metric("gre_relay_notifications_ignored_total").await;
     let malformed = [
         "not json".to_owned(),
         "{}".to_owned(),
@@ -293,7 +280,7 @@ async fn malformed_payloads_are_ignored_and_counted() {
     }
     let want = before + malformed.len() as f64;
     eventually(WAIT, "every malformed payload counted", || async {
-        metric(&env, "gre_relay_notifications_ignored_total").await >= want
+        env.metric("gre_relay_notifications_ignored_total").await >= want
     })
     .await;
     for f in frames_within(&mut staff, Duration::from_millis(300)).await {
@@ -376,7 +363,7 @@ async fn a_mass_update_reaches_staff_as_one_event_and_a_no_op_update_as_none() {
     .expect("insert");
     // Let the relay publish the inserts first (to nobody yet).
     eventually(Duration::from_secs(30), "the inserts published", || async {
-        metric(&env, "gre_relay_events_published_total").await >= rows as f64
+        env.metric("gre_relay_events_published_total").await >= rows as f64
     })
     .await;
     let mut staff = env.staff("staff-6").await;
@@ -495,7 +482,7 @@ async fn replayed_update_hints_do_not_flood_staff_off() {
         .map(|r| r.get(0))
         .collect();
     eventually(Duration::from_secs(30), "the inserts published", || async {
-        metric(&env, "gre_relay_events_published_total").await >= rows as f64
+        env.metric("gre_relay_events_published_total").await >= rows as f64
     })
     .await;
     let mut staff = env.staff("staff-8").await;
@@ -511,8 +498,8 @@ async fn replayed_update_hints_do_not_flood_staff_off() {
         .await;
     }
     eventually(Duration::from_secs(20), "the hints handled", || async {
-        metric(&env, "gre_relay_update_frames_dropped_total").await
-            + metric(&env, "gre_relay_events_published_total").await
+        env.metric("gre_relay_update_frames_dropped_total").await
+            + env.metric("gre_relay_events_published_total").await
             >= (2 * rows) as f64
     })
     .await;
@@ -520,5 +507,5 @@ async fn replayed_update_hints_do_not_flood_staff_off() {
     staff.assert_alive().await;
     let next = insert_gre(&db, session, "still here").await;
     chat_message_with_id(&mut staff, next).await;
-    assert!(metric(&env, "gre_relay_update_frames_dropped_total").await > 0.0);
+    assert!(env.metric("gre_relay_update_frames_dropped_total").await > 0.0);
 }

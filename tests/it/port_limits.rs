@@ -2,10 +2,9 @@
 //! (plain HTTP, unauthenticated sockets, sockets per identity), CORS and allowed origins on
 //! upgrades, and the contract's first-frame rule.
 
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::time::Duration;
-use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -1,10 +1,9 @@
 //! GRE presence and push notifications across relay processes on one database, with several
 //! tabs, clean exits and crashes.
 
-
+use crate::support::*;
 use serde_json::json;
 use std::time::Duration;
-use crate::support::*;
 
 async fn staff_online(db: &tokio_postgres::Client, gre_id: &str) -> Option<(bool, String)> {
     db.query_opt(

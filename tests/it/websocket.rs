@@ -1,10 +1,9 @@
 //! End-to-end: rows written by anyone reach the right WebSocket clients; the protocol's frames
 //! and errors, against a real PostgreSQL and a real WebSocket client.
 
-
+use crate::support::*;
 use serde_json::json;
 use std::time::Duration;
-use crate::support::*;
 use uuid::Uuid;
 
 /// The contract's smallest write, straight in SQL, as another portal makes it.
@@ -520,12 +519,7 @@ async fn a_flood_of_frames_is_rate_limited_and_the_connection_survives() {
         .send_json(json!({"type": "send_message", "message": "after the flood"}))
         .await;
     player.recv_type("message_sent").await;
-    let metrics = reqwest::get(env.http_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = env.metrics_text().await;
     assert!(
         metrics.contains("gre_relay_rate_limited_total"),
         "{metrics}"

@@ -99,6 +99,28 @@ impl TestEnv {
         format!("http://{}{}", self.relay().local_addr(), path)
     }
 
+    /// The relay's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        tokio::time::timeout(WAIT, async {
+            reqwest::get(self.http_url("/metrics"))
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("metrics body")
+        })
+        .await
+        .expect("metrics timed out")
+    }
+
+    /// One value of `/metrics` (a counter or gauge without labels); panics when it is missing.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics_text().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+    }
+
     /// A direct database connection, as the staff portal or a DBA would have.
     pub async fn db(&self) -> tokio_postgres::Client {
         connect_db(&self.url).await
