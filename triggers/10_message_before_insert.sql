@@ -1,17 +1,18 @@
 -- 10_message_before_insert.sql
--- What: two before-row triggers on gre_chat_messages, fired in name order:
---   gre_chat_messages_0_writer_rules (insert and update; runs with the writer's rights, so it can
---   tell a direct API caller, whom row level security applies to, from the relay, the service key
---   or a DBA, whom it does not):
---     for every writer: at insert, status is 'sent' and created_at is now(), whatever was given;
---       an update that changes nothing is skipped (nothing written, nothing announced); a status
---       never moves backwards (sent < delivered < read);
+-- What: the before-row triggers of gre_chat_messages, fired in name order:
+--   gre_chat_messages_0_writer_rules (before insert, only when row level security applies to the
+--   writer, i.e. a direct API caller: the trigger's WHEN clause skips the call for the relay, the
+--   service key or a DBA, so their inserts run one trigger function, not two):
 --     for a player through the API: only `sender = 'player'` into its own session, sender_id is
---       the player id, and one token of its rate and row cap (triggers/05); on update only
---       `status = 'read'` on the other side's messages;
+--       the player id, and one token of its rate and row cap (triggers/05);
 --     for staff through the API: only 'gre' or 'system' messages, signed with the caller's own
 --       `sub` (filled when sender_id is null, refused when it differs).
+--   gre_chat_messages_0_update_rules (before update, every writer; runs with the writer's rights):
+--       an update that changes nothing is skipped (nothing written, nothing announced); a status
+--       never moves backwards (sent < delivered < read); a player through the API may only set
+--       `status = 'read'` on the other side's messages.
 --   gre_chat_messages_before_insert (security definer, every writer):
+--     0. at insert, status is 'sent' and created_at is now(), whatever was given;
 --     1. number it: seq = the session's last_seq + 1, incremented on the session row. The row lock
 --        this takes is held to commit, so two writers into one session are serialized and numbers
 --        are handed out in commit order (the resume cursor relies on it: docs/database.md);
@@ -23,14 +24,18 @@
 --     5. the first GRE reply makes a waiting session active, whoever wrote the row (the relay, the
 --        staff portal, a DBA), so the session's status never depends on the writer.
 --   Refusals name nothing but the caller's own input. Error codes: docs/database.md.
+--   Cost (docs/performance.md, "The database's cost per message, after"): one plpgsql call per
+--   row for every writer but an API caller; the numbering UPDATE is a HOT update that fires no
+--   session trigger function (triggers/30's WHEN clause).
 -- Touches: functions gre_relay.message_writer_rules(), gre_relay.message_before_insert(); triggers
---          gre_chat_messages_0_writer_rules, gre_chat_messages_before_insert; writes
---          gre_chat_sessions.last_seq.
+--          gre_chat_messages_0_writer_rules, gre_chat_messages_0_update_rules,
+--          gre_chat_messages_before_insert; writes gre_chat_sessions.last_seq.
 -- Idempotent: yes (create or replace).
 
 -- Not security definer on purpose: row_security_active() and the session lookup must see the
--- writer as it is. The "0" in the trigger's name makes it fire before the numbering trigger, so
--- a refused write never locks or numbers a session.
+-- writer as it is. The "0" in the triggers' names makes them fire before the numbering trigger,
+-- so a refused write never locks or numbers a session. At insert it runs for API callers only
+-- (the trigger's WHEN clause); the non-API branch below stays for safety.
 create or replace function gre_relay.message_writer_rules() returns trigger
   language plpgsql
   set search_path = ''
@@ -110,6 +115,10 @@ declare
   v_player_id bigint;
   v_status text;
 begin
+  -- The database's, for every writer (an API caller's rules trigger set them already).
+  new.status := 'sent';
+  new.created_at := pg_catalog.now();
+
   update public.gre_chat_sessions
      set last_seq = last_seq + 1,
          status = case when new.sender = 'gre' and status = 'waiting' then 'active' else status end
@@ -134,7 +143,12 @@ begin
   end if;
   if new.sender = 'player' then
     new.sender_id := v_player_id::text;
-    if not gre_relay.player_may_chat(v_player_id) then
+    -- The body of gre_relay.player_may_chat() (triggers/05) written out, so keep the two in line:
+    -- a SQL function with a SET clause is never inlined, and calling it cost 37 us per player
+    -- message. OR stops at the first true, so chat_enabled() runs only when chat is not enabled
+    -- by default.
+    if not (coalesce((select s.chat_enabled_by_default from gre_relay.settings s where s.singleton), true)
+            or gre_relay.chat_enabled(v_player_id)) then
       raise exception 'gre_chat_messages: chat is not enabled for this player'
         using errcode = 'PT403';
     end if;
@@ -143,8 +157,16 @@ begin
 end
 $$;
 
+-- The WHEN clause is evaluated by the executor as the writer (like the function would be), so
+-- row_security_active() gives the same answer there as in the function, without its call.
 create or replace trigger gre_chat_messages_0_writer_rules
-  before insert or update on public.gre_chat_messages
+  before insert on public.gre_chat_messages
+  for each row
+  when (pg_catalog.row_security_active('public.gre_chat_messages'::pg_catalog.regclass))
+  execute function gre_relay.message_writer_rules();
+
+create or replace trigger gre_chat_messages_0_update_rules
+  before update on public.gre_chat_messages
   for each row execute function gre_relay.message_writer_rules();
 
 create or replace trigger gre_chat_messages_before_insert

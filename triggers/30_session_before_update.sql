@@ -9,7 +9,12 @@
 --       'waiting' session assigned to nobody, for itself only, and only when the chat gate lets it
 --       chat (gre_relay.caller_may_chat(), CONTRACT section 5). Status and assignment otherwise
 --       change only by staff (RLS) or by the rules (triggers/10: first GRE reply makes it active).
--- Touches: function gre_relay.session_before_update(), trigger gre_chat_sessions_before_update.
+--       Two triggers run the function: gre_chat_sessions_before_insert, and
+--       gre_chat_sessions_before_update, whose WHEN clause skips the call when the function would
+--       return the row unchanged. That is the case of every message's numbering UPDATE (last_seq
+--       + 1 alone), so numbering costs no trigger function on the session.
+-- Touches: function gre_relay.session_before_update(), triggers gre_chat_sessions_before_insert
+--          and gre_chat_sessions_before_update.
 -- Idempotent: yes (create or replace).
 
 -- Not security definer: row_security_active() must see the writer as it is.
@@ -60,6 +65,24 @@ begin
 end
 $$;
 
-create or replace trigger gre_chat_sessions_before_update
-  before insert or update on public.gre_chat_sessions
+create or replace trigger gre_chat_sessions_before_insert
+  before insert on public.gre_chat_sessions
   for each row execute function gre_relay.session_before_update();
+
+-- Fires exactly when the function's update branch would change the row: when status,
+-- assignment or a server-owned timestamp was written, when last_seq goes down, or when a row
+-- that is not closed carries a closed_at (adopted data). Otherwise the function would keep
+-- created_at, updated_at and closed_at as they are and let last_seq grow: the row stays as it is,
+-- so the call is skipped. (A WHEN clause of an insert-or-update trigger may not name OLD, hence
+-- two triggers.)
+create or replace trigger gre_chat_sessions_before_update
+  before update on public.gre_chat_sessions
+  for each row
+  when (old.status is distinct from new.status
+        or old.assigned_gre_id is distinct from new.assigned_gre_id
+        or old.created_at is distinct from new.created_at
+        or old.updated_at is distinct from new.updated_at
+        or old.closed_at is distinct from new.closed_at
+        or new.last_seq < old.last_seq
+        or (new.status <> 'closed' and new.closed_at is not null))
+  execute function gre_relay.session_before_update();

@@ -3,10 +3,15 @@
 --       one push_notifications row (type 'gre_chat'), whoever wrote the message. A connected
 --       player gets none: the relay delivers the message itself. "Connected" is judged from
 --       gre_relay.presence (sql/0090_presence.sql), so it holds across relay processes.
---       One statement inserting many messages (an announcement) costs one insert here.
+--       A row trigger with `when (new.sender = 'gre')`: player and system messages cost no call
+--       at all, and a GRE message costs one index lookup of the presence table (the body of
+--       gre_relay.is_connected(), written out here: a SQL function with a SET clause is never
+--       inlined, and calling it cost 140 µs per row, a third of the insert; docs/performance.md).
 -- Touches: function gre_relay.push_for_offline_players(), trigger
 --          gre_chat_messages_push_notification; writes public.push_notifications.
--- Idempotent: yes (create or replace).
+-- Idempotent: yes (create or replace; the trigger is dropped and created again because it was a
+--             statement trigger with a transition table before, which "create or replace" cannot
+--             turn into a row trigger).
 
 -- security definer: the writer (staff through Supabase) may not insert notifications or read
 -- the relay's presence tables itself.
@@ -16,20 +21,33 @@ create or replace function gre_relay.push_for_offline_players() returns trigger
   set search_path = ''
   as $$
 begin
+  -- Keep in line with gre_relay.is_connected() (sql/0090): a presence row on a relay whose
+  -- heartbeat is fresh. The player is connected in the usual case, so the insert (and its
+  -- executor set-up) is reached only for an offline player.
+  if exists (
+    select 1
+      from gre_relay.presence p
+      join gre_relay.relay_instances i on i.instance_id = p.instance_id
+     where p.kind = 'player'
+       and p.subject = new.player_id::text
+       and i.heartbeat_at > pg_catalog.now() - gre_relay.presence_stale_after()
+  ) then
+    return null;
+  end if;
   insert into public.push_notifications (player_id, title, message, type)
-  select n.player_id,
-         'New message from ' || coalesce(nullif(pg_catalog.btrim(n.sender_name), ''), 'the GRE team'),
-         pg_catalog.left(n.message, 500),
-         'gre_chat'
-    from new_rows n
-   where n.sender = 'gre'
-     and not gre_relay.is_connected('player', n.player_id::text);
+  values (new.player_id,
+          'New message from ' || coalesce(nullif(pg_catalog.btrim(new.sender_name), ''), 'the GRE team'),
+          pg_catalog.left(new.message, 500),
+          'gre_chat');
   return null;
 end
 $$;
 
-create or replace trigger gre_chat_messages_push_notification
+-- Dropped first: "create or replace trigger" cannot drop the transition table of the statement
+-- trigger this used to be.
+drop trigger if exists gre_chat_messages_push_notification on public.gre_chat_messages;
+create trigger gre_chat_messages_push_notification
   after insert on public.gre_chat_messages
-  referencing new table as new_rows
-  for each statement
+  for each row
+  when (new.sender = 'gre')
   execute function gre_relay.push_for_offline_players();

@@ -53,6 +53,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("sql/0180_relay_event_key.sql"),
     migration!("sql/0190_versioned_and_repeatable.sql"),
     migration!("triggers/05_writer_helpers.sql"),
+    migration!("triggers/07_wire_json.sql"),
     migration!("triggers/10_message_before_insert.sql"),
     migration!("triggers/20_message_notify.sql"),
     migration!("triggers/30_session_before_update.sql"),
