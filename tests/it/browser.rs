@@ -189,6 +189,24 @@ impl Browser {
         self.client.goto(url).await.expect("navigate");
     }
 
+    /// Opens `page_url` signed in with `token` (given as `#token=`, as the printed links do) and
+    /// waits until the page is connected.
+    async fn sign_in(&self, page_url: String, token: String) {
+        self.goto(&format!("{page_url}#token={token}")).await;
+        self.wait_state("connected", UI_WAIT).await;
+    }
+
+    /// Console only: opens the thread of `session` from the session list.
+    async fn open_thread(&self, session: uuid::Uuid) {
+        self.wait_css(&format!(
+            "[data-testid=session-item][data-session-id='{session}']"
+        ))
+        .await
+        .click()
+        .await
+        .expect("open the thread");
+    }
+
     async fn js(&self, script: &str, args: Vec<Value>) -> Value {
         match self.client.execute(script, args).await {
             Ok(v) => v,
@@ -778,31 +796,15 @@ async fn pages_reconnect_and_resume_after_a_relay_restart() {
         driver.browser("console-restart"),
         driver.browser("chat-restart")
     );
-    player
-        .goto(&format!(
-            "{}/chat#token={}",
-            relay.http_base,
-            player_token(29)
-        ))
-        .await;
-    staff
-        .goto(&format!(
-            "{}/console#token={}",
-            relay.http_base,
+    tokio::join!(
+        player.sign_in(format!("{}/chat", relay.http_base), player_token(29)),
+        staff.sign_in(
+            format!("{}/console", relay.http_base),
             staff_token("staff-7")
-        ))
-        .await;
-    player.wait_state("connected", UI_WAIT).await;
-    staff.wait_state("connected", UI_WAIT).await;
+        )
+    );
     player.wait_message("Welcome back to the club").await;
-    staff
-        .wait_css(&format!(
-            "[data-testid=session-item][data-session-id='{session}']"
-        ))
-        .await
-        .click()
-        .await
-        .expect("open the thread");
+    staff.open_thread(session).await;
     staff.wait_message("Welcome back to the club").await;
 
     // The relay goes away: both pages say so.
@@ -905,22 +907,16 @@ async fn pages_say_when_the_sign_in_ran_out_and_resume_with_a_new_token() {
         driver.browser("chat-expiry")
     );
     let soon = unix_now() + 6;
-    player
-        .goto(&format!(
-            "{}#token={}",
+    tokio::join!(
+        player.sign_in(
             env.http_url("/chat"),
             token_until(player_claims.clone(), soon)
-        ))
-        .await;
-    staff
-        .goto(&format!(
-            "{}#token={}",
+        ),
+        staff.sign_in(
             env.http_url("/console"),
             token_until(staff_claims.clone(), soon)
-        ))
-        .await;
-    player.wait_state("connected", UI_WAIT).await;
-    staff.wait_state("connected", UI_WAIT).await;
+        )
+    );
     player.wait_message("Hello before the expiry").await;
 
     // The token runs out: both pages say so, and stop reconnecting.
@@ -961,14 +957,7 @@ async fn pages_say_when_the_sign_in_ran_out_and_resume_with_a_new_token() {
     player
         .wait_message("Written while your sign-in was out")
         .await;
-    staff
-        .wait_css(&format!(
-            "[data-testid=session-item][data-session-id='{session}']"
-        ))
-        .await
-        .click()
-        .await
-        .expect("open the thread");
+    staff.open_thread(session).await;
     staff
         .wait_message("Written while your sign-in was out")
         .await;
@@ -1069,13 +1058,8 @@ async fn pages_show_the_new_statuses_after_one_statement_changed_many_messages()
         driver.browser("chat-mass-update")
     );
     player
-        .goto(&format!(
-            "{}#token={}",
-            env.http_url("/chat"),
-            player_token(62)
-        ))
+        .sign_in(env.http_url("/chat"), player_token(62))
         .await;
-    player.wait_state("connected", UI_WAIT).await;
     player.wait_message("player line 150").await;
     assert_eq!(
         count(&player.js(statuses, vec![]).await, "player:sent"),
@@ -1084,21 +1068,9 @@ async fn pages_show_the_new_statuses_after_one_statement_changed_many_messages()
 
     // The GRE opens the thread: the console marks the 150 read in one mark_read.
     staff
-        .goto(&format!(
-            "{}#token={}",
-            env.http_url("/console"),
-            staff_token("staff-4")
-        ))
+        .sign_in(env.http_url("/console"), staff_token("staff-4"))
         .await;
-    staff.wait_state("connected", UI_WAIT).await;
-    staff
-        .wait_css(&format!(
-            "[data-testid=session-item][data-session-id='{session}']"
-        ))
-        .await
-        .click()
-        .await
-        .expect("open the thread");
+    staff.open_thread(session).await;
     player
         .wait_js(
             "the player sees its 150 messages read",
