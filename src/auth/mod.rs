@@ -159,8 +159,10 @@ struct RawHeader {
 }
 
 impl Verifier {
-    /// Checks HS256 tokens against `secret` only: for tools and tests.
-    pub fn new(secret: &str, leeway_seconds: u64) -> Self {
+    /// Checks HS256 tokens against `secret` only: for the unit tests below (the relay and the
+    /// tools build theirs with [`Verifier::start`]).
+    #[cfg(test)]
+    pub(crate) fn new(secret: &str, leeway_seconds: u64) -> Self {
         Verifier {
             inner: Arc::new(Inner {
                 leeway: leeway_seconds,
@@ -211,7 +213,6 @@ impl Verifier {
         })
     }
 
-    /// Clock skew allowed on `exp` and `nbf`.
     /// When a socket authenticated with `verified` must end: the token's `exp` plus the leeway
     /// (CONTRACT section 2), as a point on the monotonic clock. None for a secret API key.
     pub fn socket_deadline(&self, verified: &Verified) -> Option<tokio::time::Instant> {
@@ -223,6 +224,7 @@ impl Verifier {
         Some(tokio::time::Instant::now() + end.saturating_sub(now))
     }
 
+    /// Clock skew allowed on `exp` and `nbf`.
     pub fn leeway(&self) -> Duration {
         Duration::from_secs(self.inner.leeway)
     }
