@@ -182,12 +182,16 @@ impl Hub {
         let Some(sub) = state.conns.get_mut(&id) else {
             return;
         };
-        if !sub.left.contains(&session_id) {
+        if sub.sessions.remove(&session_id).is_none() {
+            return;
+        }
+        // Remembered only for a player's sessions it really left: the list stays as short as
+        // the sessions it had (an unsubscribe of arbitrary ids must not grow it), and staff are
+        // never made to follow a session anyway.
+        if sub.player_id.is_some() && !sub.left.contains(&session_id) {
             sub.left.push(session_id);
         }
-        if sub.sessions.remove(&session_id).is_some() {
-            remove_from_session(&mut state, session_id, id);
-        }
+        remove_from_session(&mut state, session_id, id);
     }
 
     /// Publishes a new message of a session to its subscribers and to staff. A message whose
@@ -477,6 +481,11 @@ mod tests {
         // A later notification of the same session (status or assignment changed).
         hub.follow_new_session(5, session);
         hub.publish_message(session, 1, text("m1"));
+        // Unsubscribing ids it never had leaves nothing behind.
+        for _ in 0..100 {
+            hub.unsubscribe(player.id, Uuid::new_v4());
+        }
+        assert_eq!(hub.lock().conns[&player.id].left, vec![session]);
         assert!(player.rx.try_recv().is_err(), "unsubscribed, yet delivered");
         // Subscribing explicitly again undoes it.
         hub.subscribe(player.id, session, 1);
