@@ -57,6 +57,15 @@ pub fn test_settings() -> Settings {
     s.server.host = "127.0.0.1".into();
     s.server.port = 0;
     s.server.shutdown_timeout_seconds = 5;
+    // Attachments of tests that do not look at them: one shared scratch directory (keys are
+    // random), never the working directory.
+    s.storage.local_dir = scratch_root()
+        .join(format!(
+            "gre-relay-test-attachments-{}",
+            nix::unistd::geteuid()
+        ))
+        .to_string_lossy()
+        .into_owned();
     s
 }
 
