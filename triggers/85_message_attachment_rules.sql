@@ -10,7 +10,7 @@
 --       them, and a message without attachment columns costs no call either.
 --       Updates: a player may change only `status` (column grants, sql/0100); staff may correct
 --       an attachment's metadata; the checks of sql/0220 hold for everyone.
--- Touches: function gre_relay.message_attachment_rules(); trigger
+-- Touches: function gre_relay.message_attachment_rules() and its EXECUTE privilege; trigger
 --          gre_chat_messages_0_attachment_rules on public.gre_chat_messages.
 -- Idempotent: yes (create or replace).
 
@@ -27,6 +27,11 @@ begin
   return new;
 end
 $$;
+
+-- As triggers/70 settles the functions that exist before this file: not for PUBLIC or anon;
+-- authenticated and service_role run it (as the writer: it is invoker-rights).
+revoke execute on function gre_relay.message_attachment_rules() from public, anon;
+grant execute on function gre_relay.message_attachment_rules() to authenticated, service_role;
 
 -- "0_attachment" sorts before "0_writer_rules": a refused attachment never reaches the rate
 -- limiter or the numbering.
