@@ -13,42 +13,81 @@ fn png_with_metadata() -> Vec<u8> {
     png(1, 1, Some(b"GPS\x0051.5N 0.1W"))
 }
 
+/// A PNG chunk: length, type, data, CRC.
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let mut crc = 0xffff_ffffu32;
+    for &b in kind.iter().chain(data) {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    out.extend_from_slice(&(!crc).to_be_bytes());
+    out
+}
+
 /// A PNG whose header says `width` x `height` (only the 1x1 pixel data is real: nothing is
 /// decoded, so the header is all that counts).
 fn png(width: u32, height: u32, text: Option<&[u8]>) -> Vec<u8> {
-    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-        let mut out = (data.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        let mut crc = 0xffff_ffffu32;
-        for &b in kind.iter().chain(data) {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xedb8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        out.extend_from_slice(&(!crc).to_be_bytes());
-        out
-    }
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = width.to_be_bytes().to_vec();
     ihdr.extend_from_slice(&height.to_be_bytes());
     ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-    out.extend(chunk(b"IHDR", &ihdr));
+    out.extend(png_chunk(b"IHDR", &ihdr));
     if let Some(text) = text {
-        out.extend(chunk(b"tEXt", text));
+        out.extend(png_chunk(b"tEXt", text));
     }
-    out.extend(chunk(
+    out.extend(png_chunk(
         b"IDAT",
         &[
             0x78, 0x01, 0x01, 0x02, 0x00, 0xfd, 0xff, 0x00, 0x80, 0x00, 0x82, 0x00, 0x81,
         ],
     ));
-    out.extend(chunk(b"IEND", &[]));
+    out.extend(png_chunk(b"IEND", &[]));
+    out
+}
+
+/// A real, viewable RGB PNG: a `width` x `height` colour gradient (at most 64 KiB of pixels,
+/// stored uncompressed), with a text chunk standing for a phone's metadata. For the pages.
+pub fn gradient_png(width: u32, height: u32) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for y in 0..height {
+        raw.push(0); // filter: none
+        for x in 0..width {
+            raw.extend_from_slice(&[
+                (x * 255 / width.max(1)) as u8,
+                (y * 255 / height.max(1)) as u8,
+                160,
+            ]);
+        }
+    }
+    assert!(raw.len() <= 65_535, "one stored deflate block");
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in &raw {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    let len = raw.len() as u16;
+    let mut zlib = vec![0x78, 0x01, 0x01];
+    zlib.extend_from_slice(&len.to_le_bytes());
+    zlib.extend_from_slice(&(!len).to_le_bytes());
+    zlib.extend_from_slice(&raw);
+    zlib.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    out.extend(png_chunk(b"IHDR", &ihdr));
+    out.extend(png_chunk(b"tEXt", b"GPS\x0051.5N 0.1W"));
+    out.extend(png_chunk(b"IDAT", &zlib));
+    out.extend(png_chunk(b"IEND", &[]));
     out
 }
 
