@@ -779,3 +779,148 @@ async fn the_s3_backend_stores_and_serves_a_staff_pdf_and_a_player_photo() {
         .iter()
         .all(|f| !contains(&std::fs::read(f).unwrap_or_default(), b"51.5N")));
 }
+
+/// The relay process's resident memory, in KiB (`VmRSS` of /proc/<pid>/status).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Samples the RSS of `pid` every 10 ms until `stop` is set; returns the highest sample.
+fn sample_peak(
+    pid: u32,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            peak = peak.max(rss_kib(pid));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak.max(rss_kib(pid))
+    })
+}
+
+/// Issue 14's memory bound, measured on the real binary (docs/performance.md, "Attachments:
+/// memory while 20 clients upload"): 20 clients each stream 25 MiB (chunked, no length) at a
+/// 10 MiB limit at once, then 20 clients each upload a 9 MiB PDF at once. Uploads are spooled to
+/// disk as they stream, so the first costs the relay little memory whatever the sizes; the
+/// second holds at most `storage.processing_concurrency` (2) files in memory at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_uploads_at_once_keep_the_relay_memory_bounded() {
+    let (pg, _dir) = start_cluster().await;
+    let files = tempfile::tempdir().expect("tempdir");
+    let objects = files.path().join("objects");
+    let spool = files.path().join("spool");
+    std::fs::create_dir_all(&spool).expect("spool");
+    let relay = RelayProcess::spawn_with(
+        &pg.url(),
+        0,
+        &[
+            ("GRE_STORAGE__LOCAL_DIR", &objects.to_string_lossy()),
+            ("GRE_STORAGE__SPOOL_DIR", &spool.to_string_lossy()),
+            // 20 uploads from one player at once: no pacing in the way of the measurement.
+            ("GRE_WEBSOCKET__FRAMES_BURST", "100"),
+        ],
+    )
+    .await;
+    let pid = relay.child.id().expect("running");
+    let addr: std::net::SocketAddr = relay
+        .http_base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("relay address");
+    let token = player_token(29);
+    // Warm up: one small upload, so that the baseline includes the pool and first allocations.
+    let res = http()
+        .post(format!(
+            "{}/api/gre-chat/attachments?name=a.pdf",
+            relay.http_base
+        ))
+        .bearer_auth(&token)
+        .body(pdf())
+        .send()
+        .await
+        .expect("warm-up");
+    assert_eq!(res.status().as_u16(), 201);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let baseline = rss_kib(pid);
+
+    // 1. Oversized, streamed.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_peak(pid, stop.clone());
+    let mut head = png(1, 1, None);
+    head.truncate(33);
+    let started = std::time::Instant::now();
+    let uploads = (0..20).map(|_| {
+        let (head, token) = (head.clone(), token.clone());
+        tokio::spawn(async move {
+            raw_chunked_upload(addr, "/api/gre-chat/attachments", &token, &head, 25 << 20).await
+        })
+    });
+    for upload in futures_util::future::join_all(uploads).await {
+        let (status, text) = upload.expect("task");
+        assert_eq!(status, 413, "{text}");
+    }
+    let oversized_secs = started.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let oversized_peak = sampler.join().expect("sampler");
+    assert!(files_under(&spool).is_empty(), "spool cleaned up");
+
+    // 2. Accepted, 9 MiB each.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_peak(pid, stop.clone());
+    let mut big_pdf = pdf();
+    big_pdf.resize(9 << 20, b' ');
+    let started = std::time::Instant::now();
+    let uploads = (0..20).map(|_| {
+        let (body, token, base) = (big_pdf.clone(), token.clone(), relay.http_base.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{base}/api/gre-chat/attachments?name=big.pdf"))
+                .bearer_auth(token)
+                .body(body)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    });
+    for upload in futures_util::future::join_all(uploads).await {
+        assert_eq!(upload.expect("task").expect("upload"), 201);
+    }
+    let accepted_secs = started.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let accepted_peak = sampler.join().expect("sampler");
+    let after = rss_kib(pid);
+
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "relay RSS: baseline {:.1} MiB; 20 x 25 MiB oversized at once: peak {:.1} MiB (+{:.1}) in {oversized_secs:.1} s; \
+         20 x 9 MiB accepted at once: peak {:.1} MiB (+{:.1}) in {accepted_secs:.1} s; after {:.1} MiB",
+        mib(baseline),
+        mib(oversized_peak),
+        mib(oversized_peak.saturating_sub(baseline)),
+        mib(accepted_peak),
+        mib(accepted_peak.saturating_sub(baseline)),
+        mib(after),
+    );
+    // Buffering would cost at least 20 x 10 MiB = 200 MiB in the first case and 180 MiB in the
+    // second; spooling keeps both far below.
+    assert!(
+        oversized_peak.saturating_sub(baseline) < 64 * 1024,
+        "oversized uploads grew the relay by {} KiB",
+        oversized_peak.saturating_sub(baseline)
+    );
+    assert!(
+        accepted_peak.saturating_sub(baseline) < 100 * 1024,
+        "accepted uploads grew the relay by {} KiB",
+        accepted_peak.saturating_sub(baseline)
+    );
+}
