@@ -356,32 +356,15 @@ async fn insert_message(
     client_message_id: Option<&str>,
     attachment: Option<Uuid>,
 ) -> Result<StoredMessage, StoreError> {
-    let Some(upload_id) = attachment else {
-        let sql = format!(
-            "insert into public.gre_chat_messages as m \
-               (session_id, sender, sender_id, sender_name, message, client_message_id) \
-             values ($1, $2, $3, $4, $5, $6) returning {MESSAGE_COLUMNS}"
-        );
-        let stmt = tx.prepare_cached(&sql).await?;
-        let row = tx
-            .query_one(
-                &stmt,
-                &[
-                    &session_id,
-                    &author.sender,
-                    &author.sender_id,
-                    &author.sender_name,
-                    &text,
-                    &client_message_id,
-                ],
-            )
-            .await
-            .map_err(refusal_of_insert)?;
-        return message_from_row(&row);
+    let upload = match attachment {
+        Some(id) => Some(claim_upload(tx, id, &owner_key(author.sender, author.sender_id)).await?),
+        None => None,
     };
-    let upload = claim_upload(tx, upload_id, &owner_key(author.sender, author.sender_id)).await?;
-    let is_label = text.trim().is_empty();
-    let text = if is_label { upload.name.as_str() } else { text };
+    let is_label = upload.is_some() && text.trim().is_empty();
+    let text = match &upload {
+        Some(u) if is_label => u.name.as_str(),
+        _ => text,
+    };
     let sql = format!(
         "insert into public.gre_chat_messages as m \
            (session_id, sender, sender_id, sender_name, message, client_message_id, \
@@ -391,6 +374,7 @@ async fn insert_message(
          returning {MESSAGE_COLUMNS}"
     );
     let stmt = tx.prepare_cached(&sql).await?;
+    let u = upload.as_ref();
     let row = tx
         .query_one(
             &stmt,
@@ -401,13 +385,13 @@ async fn insert_message(
                 &author.sender_name,
                 &text,
                 &client_message_id,
-                &upload.bucket,
-                &upload.key,
-                &upload.name,
-                &upload.mime,
-                &upload.size,
-                &upload.width,
-                &upload.height,
+                &u.map(|u| &u.bucket),
+                &u.map(|u| &u.key),
+                &u.map(|u| &u.name),
+                &u.map(|u| &u.mime),
+                &u.map(|u| u.size),
+                &u.and_then(|u| u.width),
+                &u.and_then(|u| u.height),
                 &is_label,
             ],
         )

@@ -522,6 +522,24 @@ async fn uploads_never_sent_are_swept_with_their_objects() {
     assert_eq!(player.recv_type("error").await["code"], "not_found");
 }
 
+/// A transaction run as PostgREST runs a request: role `authenticated`, the caller's claims.
+async fn api_transaction<'a>(
+    db: &'a mut tokio_postgres::Client,
+    claims: &str,
+) -> tokio_postgres::Transaction<'a> {
+    let tx = db.transaction().await.expect("begin");
+    tx.batch_execute("set local role authenticated")
+        .await
+        .expect("role");
+    tx.execute(
+        "select set_config('request.jwt.claims', $1, true)",
+        &[&claims],
+    )
+    .await
+    .expect("claims");
+    tx
+}
+
 #[tokio::test]
 async fn a_staff_portal_row_naming_its_own_bucket_shows_up_the_same_and_players_cannot_write_one() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -544,16 +562,7 @@ async fn a_staff_portal_row_naming_its_own_bucket_shows_up_the_same_and_players_
     let staff_claims = json!({"role": "authenticated", "sub": "staff-9", "aud": "authenticated",
                               "app_metadata": {"role": "gre_staff"}})
     .to_string();
-    let tx = db.transaction().await.expect("begin");
-    tx.batch_execute("set local role authenticated")
-        .await
-        .expect("role");
-    tx.execute(
-        "select set_config('request.jwt.claims', $1, true)",
-        &[&staff_claims],
-    )
-    .await
-    .expect("claims");
+    let tx = api_transaction(&mut db, &staff_claims).await;
     tx.execute(
         "insert into gre_chat_messages (session_id, sender, sender_name, message, attachment_bucket, \
            attachment_key, attachment_name, attachment_type, attachment_size, message_is_label) \
@@ -589,16 +598,7 @@ async fn a_staff_portal_row_naming_its_own_bucket_shows_up_the_same_and_players_
     let player_claims = json!({"role": "authenticated", "sub": "user-29", "aud": "authenticated",
                                "app_metadata": {"player_id": 29}})
     .to_string();
-    let tx = db.transaction().await.expect("begin");
-    tx.batch_execute("set local role authenticated")
-        .await
-        .expect("role");
-    tx.execute(
-        "select set_config('request.jwt.claims', $1, true)",
-        &[&player_claims],
-    )
-    .await
-    .expect("claims");
+    let tx = api_transaction(&mut db, &player_claims).await;
     let refused = tx
         .execute(
             "insert into gre_chat_messages (session_id, sender, message, attachment_key, attachment_name, \
