@@ -1120,7 +1120,9 @@ async fn pages_show_the_new_statuses_after_one_statement_changed_many_messages()
 
 /// Issue 14: a player attaches an image in /chat (through the attach button's file input); it
 /// shows as a thumbnail on both pages, and the GRE opens the larger view in /console.
-/// Screenshots: chat-attachment.png, console-attachment.png, console-attachment-view.png.
+/// Then the GRE drops a PDF into the console's thread and the player gets a file card.
+/// Screenshots: chat-attachment.png, console-attachment.png, console-attachment-view.png,
+/// chat-attachment-pdf.png.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_attached_in_chat_shows_in_the_console() {
     use base64::Engine;
@@ -1191,6 +1193,47 @@ async fn an_image_attached_in_chat_shows_in_the_console() {
         )
         .await;
     staff.screenshot("console-attachment-view.png").await;
+
+    // The GRE drops a PDF into the thread (the drop target's `drop` event with a file): the
+    // player sees a file card with a download link.
+    staff
+        .js(
+            "document.querySelector('[data-testid=attachment-viewer]').click(); \
+             const pdf = '%PDF-1.4\\n1 0 obj << /Type /Catalog >> endobj\\n%%EOF\\n'; \
+             const dt = new DataTransfer(); \
+             dt.items.add(new File([pdf], 'Tournament schedule.pdf', {type: 'application/pdf'})); \
+             const target = document.querySelector('#thread-scroller').parentNode; \
+             target.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true})); \
+             return true;",
+            vec![],
+        )
+        .await;
+    let card = player
+        .wait_js(
+            "the PDF card in /chat",
+            UI_WAIT,
+            "const c = document.querySelector('[data-testid=attachment-file]'); \
+             const a = c && c.querySelector('[data-testid=attachment-download]'); \
+             return a && a.getAttribute('href') ? [c.textContent, a.getAttribute('href')] : null;",
+            vec![],
+            |v| v.is_array(),
+        )
+        .await;
+    assert!(
+        card[0]
+            .as_str()
+            .unwrap_or("")
+            .contains("Tournament schedule.pdf"),
+        "{card}"
+    );
+    let link = card[1].as_str().unwrap_or("");
+    let res = reqwest::get(env.http_url(link)).await.expect("download");
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-disposition"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("attachment;"));
+    player.screenshot("chat-attachment-pdf.png").await;
     player.assert_no_console_errors().await;
     staff.assert_no_console_errors().await;
     player.close().await;
