@@ -587,6 +587,34 @@ mod tests {
     }
 
     #[test]
+    fn storage_settings_are_checked_and_the_s3_secret_never_shown() {
+        let s = Settings::defaults().expect("defaults");
+        assert_eq!(s.storage.backend, "local");
+        assert_eq!(s.storage.max_upload_bytes, 10 * 1024 * 1024);
+        assert_eq!(s.storage.buckets(), ["gre-chat"]);
+        let bad = |pairs: &[(&str, &str)]| Settings::load_from(None, env(pairs)).is_err();
+        assert!(bad(&[("GRE_STORAGE__BACKEND", "ftp")]));
+        assert!(bad(&[("GRE_STORAGE__BACKEND", "s3")]), "keys are required");
+        assert!(bad(&[("GRE_STORAGE__BUCKET", "Not_A_Bucket")]));
+        assert!(bad(&[("GRE_STORAGE__READABLE_BUCKETS", "ok, ../etc")]));
+        assert!(bad(&[("GRE_STORAGE__MAX_UPLOAD_BYTES", "0")]));
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("GRE_STORAGE__BACKEND", "s3"),
+                ("GRE_STORAGE__S3_ACCESS_KEY_ID", "AKIA-visible-id"),
+                ("GRE_STORAGE__S3_SECRET_ACCESS_KEY", "s3-secret-value"),
+                ("GRE_STORAGE__READABLE_BUCKETS", "staff-files, gre-chat,"),
+            ]),
+        )
+        .expect("s3 settings");
+        assert_eq!(s.storage.buckets(), ["gre-chat", "staff-files"]);
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3-secret-value"), "{shown}");
+        assert!(!shown.contains("AKIA-visible-id"), "{shown}");
+    }
+
+    #[test]
     fn invalid_values_are_refused() {
         let err = Settings::load_from(None, env(&[("GRE_WEBSOCKET__OUTBOUND_QUEUE", "0")]));
         assert!(err.is_err());

@@ -486,6 +486,42 @@ mod tests {
     }
 
     #[test]
+    fn an_attachment_may_go_without_text_and_text_alone_must_not_be_blank() {
+        let att = Uuid::new_v4();
+        let parsed = |v: Value| parse_client_frame(&v.to_string());
+        assert_eq!(
+            parsed(json!({"type": "send_message", "attachmentId": att})),
+            Ok(ClientFrame::SendMessage {
+                message: String::new(),
+                session_id: None,
+                client_message_id: None,
+                attachment_id: Some(att),
+            })
+        );
+        let blank = parsed(json!({"type": "send_message", "attachmentId": att, "message": "  "}));
+        assert!(
+            matches!(blank, Ok(ClientFrame::SendMessage { ref message, .. }) if message.is_empty())
+        );
+        let caption =
+            parsed(json!({"type": "send_message", "attachmentId": att, "message": "my receipt"}));
+        assert!(
+            matches!(caption, Ok(ClientFrame::SendMessage { ref message, .. }) if message == "my receipt")
+        );
+        for bad in [
+            json!({"type": "send_message"}),
+            json!({"type": "send_message", "message": " "}),
+            json!({"type": "send_message", "attachmentId": "not-a-uuid"}),
+            json!({"type": "send_message", "attachmentId": att, "message": "x".repeat(4001)}),
+        ] {
+            assert_eq!(
+                parsed(bad.clone()).map_err(|e| e.code),
+                Err(ErrorCode::InvalidMessage),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn parses_every_client_type() {
         let sid = Uuid::new_v4();
         assert_eq!(
