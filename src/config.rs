@@ -262,7 +262,11 @@ impl StorageSettings {
                 "s3_access_key_id and s3_secret_access_key are required with backend \"s3\"",
             );
         }
-        if self.max_upload_bytes == 0 || self.max_pixels == 0 || self.processing_concurrency == 0 {
+        if self.max_upload_bytes == 0
+            || self.max_pixels == 0
+            || self.processing_concurrency == 0
+            || self.unused_upload_seconds == 0
+        {
             return invalid(
                 "max_upload_bytes, max_pixels and processing_concurrency must be at least 1",
             );
@@ -598,6 +602,7 @@ mod tests {
         assert!(bad(&[("GRE_STORAGE__BUCKET", "Not_A_Bucket")]));
         assert!(bad(&[("GRE_STORAGE__READABLE_BUCKETS", "ok, ../etc")]));
         assert!(bad(&[("GRE_STORAGE__MAX_UPLOAD_BYTES", "0")]));
+        assert!(bad(&[("GRE_STORAGE__UNUSED_UPLOAD_SECONDS", "0")]));
         let s = Settings::load_from(
             None,
             env(&[
