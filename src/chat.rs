@@ -16,6 +16,11 @@ use crate::protocol::{ErrorCode, ProtocolError};
 pub(crate) enum ChatError {
     #[error("no such session or message")]
     NotFound,
+    /// The attachmentId names no upload this sender may send (sql/0220).
+    #[error(
+        "no such attachment: upload it first (an upload is sent once, and unsent ones expire)"
+    )]
+    NoUpload,
     #[error("not your session")]
     NotYours,
     #[error("staff only")]
@@ -40,6 +45,7 @@ impl From<StoreError> for ChatError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Refused(Refusal::NoRow) => ChatError::NotFound,
+            StoreError::Refused(Refusal::NoUpload) => ChatError::NoUpload,
             StoreError::Refused(Refusal::OtherOwner) => ChatError::NotYours,
             StoreError::Refused(Refusal::SessionClosed) => ChatError::SessionClosed,
             StoreError::Refused(Refusal::ChatGate) => ChatError::ChatDisabled,
@@ -65,7 +71,7 @@ impl ChatError {
     /// its own (`http::error`), and no frame can cause it.
     pub(crate) fn code(&self) -> Option<ErrorCode> {
         Some(match self {
-            ChatError::NotFound => ErrorCode::NotFound,
+            ChatError::NotFound | ChatError::NoUpload => ErrorCode::NotFound,
             ChatError::NotYours | ChatError::StaffOnly => ErrorCode::Forbidden,
             ChatError::SessionClosed => ErrorCode::SessionClosed,
             ChatError::ChatDisabled => ErrorCode::ChatDisabled,
@@ -98,9 +104,17 @@ pub(crate) async fn player_send(
     session_hint: Option<Uuid>,
     text: &str,
     client_message_id: Option<&str>,
+    attachment: Option<Uuid>,
 ) -> Result<PlayerSend, ChatError> {
     Ok(store
-        .send_player_message(player_id, session_hint, None, text, client_message_id)
+        .send_player_message(
+            player_id,
+            session_hint,
+            None,
+            text,
+            client_message_id,
+            attachment,
+        )
         .await?)
 }
 
@@ -112,6 +126,7 @@ pub(crate) async fn staff_send(
     session_id: Uuid,
     text: &str,
     client_message_id: Option<&str>,
+    attachment: Option<Uuid>,
 ) -> Result<(StoredMessage, bool), ChatError> {
     let Identity::Staff { staff_id, name, .. } = identity else {
         return Err(ChatError::StaffOnly);
@@ -122,7 +137,7 @@ pub(crate) async fn staff_send(
         sender_name: name.as_deref(),
     };
     Ok(store
-        .send_staff_message(session_id, &author, text, client_message_id)
+        .send_staff_message(session_id, &author, text, client_message_id, attachment)
         .await?)
 }
 

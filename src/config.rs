@@ -21,6 +21,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub chat: ChatSettings,
     pub websocket: WebSocketSettings,
+    /// Images and files in the chat: where they are stored and the upload limits.
+    pub storage: StorageSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +181,100 @@ pub struct WebSocketSettings {
     pub max_connections_per_identity: usize,
 }
 
+/// `[storage]`: every key is commented in `config/default.toml`.
+#[derive(Clone, Deserialize)]
+pub struct StorageSettings {
+    pub backend: String,
+    pub local_dir: String,
+    pub bucket: String,
+    pub readable_buckets: String,
+    pub s3_endpoint: String,
+    pub s3_region: String,
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: String,
+    pub s3_path_style: bool,
+    pub max_upload_bytes: u64,
+    pub max_pixels: u64,
+    pub upload_timeout_seconds: u64,
+    pub processing_concurrency: usize,
+    pub strip_player_metadata: bool,
+    pub unused_upload_seconds: u64,
+    pub sweep_interval_seconds: u64,
+    pub signed_url_seconds: u64,
+    pub spool_dir: String,
+}
+
+impl std::fmt::Debug for StorageSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageSettings")
+            .field("backend", &self.backend)
+            .field("local_dir", &self.local_dir)
+            .field("bucket", &self.bucket)
+            .field("readable_buckets", &self.readable_buckets)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field("s3_access_key_id", &redacted(&self.s3_access_key_id))
+            .field(
+                "s3_secret_access_key",
+                &redacted(&self.s3_secret_access_key),
+            )
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("max_pixels", &self.max_pixels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StorageSettings {
+    /// The buckets attachments may be read from: `bucket` first, then `readable_buckets`.
+    pub fn buckets(&self) -> Vec<String> {
+        let mut all = vec![self.bucket.trim().to_owned()];
+        for b in self.readable_buckets.split(',').map(str::trim) {
+            if !b.is_empty() && !all.iter().any(|a| a == b) {
+                all.push(b.to_owned());
+            }
+        }
+        all
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(format!("storage.{m}")));
+        if !matches!(self.backend.as_str(), "local" | "s3") {
+            return invalid("backend must be \"local\" or \"s3\"");
+        }
+        // The database's check on attachment_bucket (sql/0220) takes the same names.
+        let bucket_ok = |b: &str| {
+            (1..=63).contains(&b.len())
+                && b.bytes().enumerate().all(|(i, c)| {
+                    c.is_ascii_lowercase()
+                        || c.is_ascii_digit()
+                        || (i > 0 && matches!(c, b'.' | b'_' | b'-'))
+                })
+        };
+        if !self.buckets().iter().all(|b| bucket_ok(b)) {
+            return invalid(
+                "bucket and readable_buckets: lower-case letters, digits, '.', '_', '-'",
+            );
+        }
+        if self.backend == "s3"
+            && (self.s3_access_key_id.is_empty() || self.s3_secret_access_key.is_empty())
+        {
+            return invalid(
+                "s3_access_key_id and s3_secret_access_key are required with backend \"s3\"",
+            );
+        }
+        if self.max_upload_bytes == 0
+            || self.max_pixels == 0
+            || self.processing_concurrency == 0
+            || self.unused_upload_seconds == 0
+        {
+            return invalid(
+                "max_upload_bytes, max_pixels and processing_concurrency must be at least 1",
+            );
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
@@ -271,6 +367,7 @@ impl Settings {
         }
         AllowedOrigins::parse(&server.allowed_origins)
             .map_err(|e| ConfigError::Invalid(format!("server.allowed_origins: {e}")))?;
+        self.storage.validate()?;
         if self.database.pool_size == 0 {
             return Err(ConfigError::Invalid(
                 "database.pool_size must be at least 1".into(),
@@ -491,6 +588,35 @@ mod tests {
         let err = external.validate_for_serving().expect_err("serving does");
         assert!(err.to_string().contains("SUPABASE_JWT_SECRET"), "{err}");
         assert!(err.to_string().contains("SUPABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn storage_settings_are_checked_and_the_s3_secret_never_shown() {
+        let s = Settings::defaults().expect("defaults");
+        assert_eq!(s.storage.backend, "local");
+        assert_eq!(s.storage.max_upload_bytes, 10 * 1024 * 1024);
+        assert_eq!(s.storage.buckets(), ["gre-chat"]);
+        let bad = |pairs: &[(&str, &str)]| Settings::load_from(None, env(pairs)).is_err();
+        assert!(bad(&[("GRE_STORAGE__BACKEND", "ftp")]));
+        assert!(bad(&[("GRE_STORAGE__BACKEND", "s3")]), "keys are required");
+        assert!(bad(&[("GRE_STORAGE__BUCKET", "Not_A_Bucket")]));
+        assert!(bad(&[("GRE_STORAGE__READABLE_BUCKETS", "ok, ../etc")]));
+        assert!(bad(&[("GRE_STORAGE__MAX_UPLOAD_BYTES", "0")]));
+        assert!(bad(&[("GRE_STORAGE__UNUSED_UPLOAD_SECONDS", "0")]));
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("GRE_STORAGE__BACKEND", "s3"),
+                ("GRE_STORAGE__S3_ACCESS_KEY_ID", "AKIA-visible-id"),
+                ("GRE_STORAGE__S3_SECRET_ACCESS_KEY", "s3-secret-value"),
+                ("GRE_STORAGE__READABLE_BUCKETS", "staff-files, gre-chat,"),
+            ]),
+        )
+        .expect("s3 settings");
+        assert_eq!(s.storage.buckets(), ["gre-chat", "staff-files"]);
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3-secret-value"), "{shown}");
+        assert!(!shown.contains("AKIA-visible-id"), "{shown}");
     }
 
     #[test]

@@ -9,9 +9,9 @@
 //! | entry | [`cli`], [`server`] | commands; wiring, the accept loop, graceful shutdown |
 //! | front ends | `http/`, `ws/` | routing, REST, pages, health, metrics, CORS; one task per socket |
 //! | shared state | `state/` | `AppState` (deps, settings, plumbing, metrics), built by `server` |
-//! | rules | `chat` | what a player or staff member may do, and the verdicts |
+//! | rules | `chat`, `attachments` | what a player or staff member may do, and the verdicts; what an upload must be and who may download it |
 //! | realtime | `realtime/` | the LISTEN listener, the NOTIFY payloads, the hub, presence |
-//! | storage | [`db`] | the pool, queries by topic, migrations, the storage error |
+//! | storage | [`db`], `storage/` | the pool, queries by topic, migrations, the storage error; the object store of attachments |
 //! | leaves | [`auth`], [`config`], [`protocol`], `rate_limit`, `admission`, `shutdown` | no imports of the above |
 //!
 //! Where a NOTIFY becomes a frame: `realtime/listener.rs` reads the rows a notification
@@ -19,6 +19,7 @@
 //! `realtime/hub.rs`, which queues it for each `ws/connection.rs` task.
 
 pub(crate) mod admission;
+pub(crate) mod attachments;
 pub mod auth;
 pub(crate) mod chat;
 pub mod cli;
@@ -31,4 +32,5 @@ pub mod realtime;
 pub mod server;
 pub(crate) mod shutdown;
 pub(crate) mod state;
+pub(crate) mod storage;
 pub(crate) mod ws;

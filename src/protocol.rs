@@ -107,9 +107,12 @@ pub enum ClientFrame {
         token: String,
     },
     SendMessage {
+        /// Empty only when `attachment_id` is given: an attachment sent alone.
         message: String,
         session_id: Option<Uuid>,
         client_message_id: Option<String>,
+        /// An upload of this sender's (`POST /api/gre-chat/attachments`) to send with it.
+        attachment_id: Option<Uuid>,
     },
     Subscribe {
         session_id: Uuid,
@@ -132,11 +135,15 @@ pub enum ClientFrame {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SendMessageFields {
-    message: String,
+    /// Required unless `attachment_id` is given (checked after parsing).
+    #[serde(default)]
+    message: Option<String>,
     #[serde(default)]
     session_id: Option<Uuid>,
     #[serde(default)]
     client_message_id: Option<String>,
+    #[serde(default)]
+    attachment_id: Option<Uuid>,
 }
 
 #[derive(Deserialize)]
@@ -207,7 +214,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ProtocolError> {
         }
         "send_message" | "chat_message" => {
             let f: SendMessageFields = fields(value, ErrorCode::InvalidMessage, &kind)?;
-            let message = validate_message_text(f.message)?;
+            let message = validate_message_with_attachment(f.message, f.attachment_id.is_some())?;
             let client_message_id = match f.client_message_id {
                 Some(id) => Some(validate_client_message_id(id)?),
                 None => None,
@@ -216,6 +223,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ProtocolError> {
                 message,
                 session_id: f.session_id,
                 client_message_id,
+                attachment_id: f.attachment_id,
             }
         }
         "subscribe" => {
@@ -284,6 +292,23 @@ pub fn validate_message_text(message: String) -> Result<String, ProtocolError> {
         ));
     }
     Ok(message)
+}
+
+/// Like [`validate_message_text`], but with an attachment the text is a caption and may be
+/// absent or blank: then it is returned empty (the message is the attachment alone).
+pub fn validate_message_with_attachment(
+    message: Option<String>,
+    has_attachment: bool,
+) -> Result<String, ProtocolError> {
+    match message {
+        Some(m) if has_attachment && m.trim().is_empty() && !m.contains('\0') => Ok(String::new()),
+        None if has_attachment => Ok(String::new()),
+        Some(m) => validate_message_text(m),
+        None => Err(ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            "message is required (or an attachmentId)",
+        )),
+    }
 }
 
 pub fn validate_client_message_id(id: String) -> Result<String, ProtocolError> {
@@ -461,6 +486,42 @@ mod tests {
     }
 
     #[test]
+    fn an_attachment_may_go_without_text_and_text_alone_must_not_be_blank() {
+        let att = Uuid::new_v4();
+        let parsed = |v: Value| parse_client_frame(&v.to_string());
+        assert_eq!(
+            parsed(json!({"type": "send_message", "attachmentId": att})),
+            Ok(ClientFrame::SendMessage {
+                message: String::new(),
+                session_id: None,
+                client_message_id: None,
+                attachment_id: Some(att),
+            })
+        );
+        let blank = parsed(json!({"type": "send_message", "attachmentId": att, "message": "  "}));
+        assert!(
+            matches!(blank, Ok(ClientFrame::SendMessage { ref message, .. }) if message.is_empty())
+        );
+        let caption =
+            parsed(json!({"type": "send_message", "attachmentId": att, "message": "my receipt"}));
+        assert!(
+            matches!(caption, Ok(ClientFrame::SendMessage { ref message, .. }) if message == "my receipt")
+        );
+        for bad in [
+            json!({"type": "send_message"}),
+            json!({"type": "send_message", "message": " "}),
+            json!({"type": "send_message", "attachmentId": "not-a-uuid"}),
+            json!({"type": "send_message", "attachmentId": att, "message": "x".repeat(4001)}),
+        ] {
+            assert_eq!(
+                parsed(bad.clone()).map_err(|e| e.code),
+                Err(ErrorCode::InvalidMessage),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn parses_every_client_type() {
         let sid = Uuid::new_v4();
         assert_eq!(
@@ -474,7 +535,8 @@ mod tests {
             Ok(ClientFrame::SendMessage {
                 message: "hi".into(),
                 session_id: Some(sid),
-                client_message_id: Some("c1".into())
+                client_message_id: Some("c1".into()),
+                attachment_id: None,
             })
         );
         assert_eq!(

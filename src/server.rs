@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::admission::Admission;
+use crate::attachments::Attachments;
 use crate::auth::Verifier;
 use crate::config::{AllowedOrigins, Settings};
 use crate::db::{SharedRules, Store};
@@ -84,8 +85,19 @@ impl Relay {
             )
             .await?;
         // Relayed events are signed with it; without it the relay could not tell them from forgeries.
+        let shared_key = store.relay_event_key().await?;
+        // Download links are signed with a key derived from it, so every replica accepts them.
+        let attachments = Arc::new(
+            Attachments::new(
+                &settings.storage,
+                &settings.database.embedded.dir,
+                &shared_key,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        tracing::info!(backend = attachments.backend(), "attachment storage ready");
         let relay_key = Arc::new(
-            RelayKey::new(store.relay_event_key().await?)
+            RelayKey::new(shared_key)
                 .ok_or_else(|| anyhow::anyhow!("gre_relay.relay_event_key is too short"))?,
         );
         let (stop, shutdown) = watch::channel(false);
@@ -118,6 +130,7 @@ impl Relay {
                 presence: presence.clone(),
                 instance_id,
                 relay_key: relay_key.clone(),
+                attachments: attachments.clone(),
             },
             settings,
         });
@@ -133,6 +146,9 @@ impl Relay {
             .run(shutdown.clone()),
         );
         let presence_task = tokio::spawn(presence.run(shutdown.clone()));
+        // Uploads never sent are removed after storage.unused_upload_seconds.
+        let sweep_task =
+            tokio::spawn(attachments.run_sweeper(state.deps.store.clone(), shutdown.clone()));
         // Do not accept clients before LISTEN is in place: they would miss events.
         let ready = tokio::time::timeout(Duration::from_secs(10), async {
             while !status.is_connected() {
@@ -149,7 +165,7 @@ impl Relay {
         let task = tokio::spawn(accept_loop(
             acceptor,
             state.clone(),
-            vec![listener_task, presence_task],
+            vec![listener_task, presence_task, sweep_task],
         ));
         Ok(Relay { addr, stop, task })
     }

@@ -4,6 +4,7 @@
 
 import { fetchAllPages, fetchChangedRange } from './lib/api.js';
 import { bindComposer } from './lib/composer.js';
+import { attachmentNode, bindAttachments } from './lib/attachments.js';
 import { $, h } from './lib/dom.js';
 import { maxCursor, newClientMessageId } from './lib/ids.js';
 import { bindConnectionStatus } from './lib/relay.js';
@@ -63,6 +64,7 @@ const view = new ThreadView(ui.scroller, ui.threadList, {
     view.updatePending(p.clientMessageId, { failed: false, error: null });
     sendPending(p);
   },
+  renderAttachment: (m) => attachmentNode(() => auth.token, m),
 });
 
 const typingSender = new TypingSender((sessionId, isTyping) => {
@@ -91,6 +93,18 @@ function boot() {
     if (s && s.status !== 'closed') typingSender.input(s.id);
   });
   ui.composer.addEventListener('submit', (ev) => ev.preventDefault());
+  // Photos and PDFs: the button, drop on the thread, paste in the reply box; sent once uploaded.
+  bindAttachments({
+    composer: ui.composer,
+    sendButton: ui.replySend,
+    textarea: ui.replyInput,
+    dropTarget: ui.scroller.parentNode,
+    uploadPath: '/api/gre-chat/attachments',
+    token: () => auth.token,
+    canAttach: () => !!auth.token,
+    onUploaded: (upload) => send('', upload),
+    onError: showActionError,
+  });
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') markRead();
     else typingSender.stop();
@@ -323,7 +337,8 @@ function showActionError(text) {
 
 // ---- sending, reading, typing ------------------------------------------------------------
 
-function send(text) {
+/** Sends `text`, or with `upload` (lib/attachments.js) that file, with `text` as its caption. */
+function send(text, upload) {
   if ([...text].length > 4000) {
     showActionError('A message can be at most 4000 characters.');
     return false;
@@ -333,6 +348,8 @@ function send(text) {
     clientMessageId: newClientMessageId('p'),
     sessionId: state.openSessionId,
     text,
+    attachmentId: upload ? upload.id : null,
+    attachmentName: upload ? upload.name : null,
     createdAt: new Date(),
     failed: false,
     error: null,
@@ -347,7 +364,9 @@ function send(text) {
 function sendPending(p) {
   if (!auth.relay) return;
   // No sessionId: the relay writes into the open session, or opens one.
-  const sent = auth.relay.send({ type: 'send_message', message: p.text, clientMessageId: p.clientMessageId });
+  const frame = { type: 'send_message', message: p.text, clientMessageId: p.clientMessageId };
+  if (p.attachmentId) frame.attachmentId = p.attachmentId;
+  const sent = auth.relay.send(frame);
   if (sent && !state.inflight.includes(p.clientMessageId)) state.inflight.push(p.clientMessageId);
   if (p.queued !== !sent) view.updatePending(p.clientMessageId, { queued: !sent });
 }

@@ -4,6 +4,7 @@
 
 import { api, fetchAllPages, fetchChangedRange } from './lib/api.js';
 import { bindComposer } from './lib/composer.js';
+import { attachmentNode, bindAttachments } from './lib/attachments.js';
 import { $, h } from './lib/dom.js';
 import { compareCursor, maxCursor, newClientMessageId } from './lib/ids.js';
 import { bindConnectionStatus } from './lib/relay.js';
@@ -82,6 +83,7 @@ const view = new ThreadView(ui.scroller, ui.threadList, {
     view.updatePending(p.clientMessageId, { failed: false, error: null });
     sendPending(p);
   },
+  renderAttachment: (m) => attachmentNode(() => auth.token, m),
 });
 
 const typingSender = new TypingSender((sessionId, isTyping) => {
@@ -715,6 +717,18 @@ function bindThread() {
     if (state.thread) typingSender.input(state.thread.sessionId);
   });
   ui.composer.addEventListener('submit', (ev) => ev.preventDefault());
+  // Photos and PDFs: the button, drop on the thread, paste in the reply box; sent once uploaded.
+  bindAttachments({
+    composer: ui.composer,
+    sendButton: ui.replySend,
+    textarea: ui.replyInput,
+    dropTarget: ui.scroller.parentNode,
+    uploadPath: '/api/gre-admin/attachments',
+    token: () => auth.token,
+    canAttach: () => !!state.thread,
+    onUploaded: (upload) => sendReply('', upload),
+    onError: showActionError,
+  });
   ui.back.addEventListener('click', () => ui.appView.classList.remove('show-thread'));
   ui.assign.addEventListener('click', assign);
   ui.close.addEventListener('click', closeSession);
@@ -724,7 +738,8 @@ function bindThread() {
   });
 }
 
-function sendReply(text) {
+/** Sends `text`, or with `upload` (lib/attachments.js) that file, with `text` as its caption. */
+function sendReply(text, upload) {
   const t = state.thread;
   if (!t) return false;
   const s = state.sessions.get(t.sessionId);
@@ -741,6 +756,8 @@ function sendReply(text) {
     clientMessageId: newClientMessageId('gre'),
     sessionId: t.sessionId,
     text,
+    attachmentId: upload ? upload.id : null,
+    attachmentName: upload ? upload.name : null,
     createdAt: new Date(),
     failed: false,
     error: null,
@@ -754,12 +771,14 @@ function sendReply(text) {
 /** Sends now if connected; otherwise the message waits and goes out after the reconnect. */
 function sendPending(p) {
   if (!auth.relay) return;
-  const sent = auth.relay.send({
+  const frame = {
     type: 'send_message',
     sessionId: p.sessionId,
     message: p.text,
     clientMessageId: p.clientMessageId,
-  });
+  };
+  if (p.attachmentId) frame.attachmentId = p.attachmentId;
+  const sent = auth.relay.send(frame);
   if (sent && !state.inflight.includes(p.clientMessageId)) state.inflight.push(p.clientMessageId);
   if (p.queued !== !sent && state.thread && state.thread.sessionId === p.sessionId) {
     view.updatePending(p.clientMessageId, { queued: !sent });

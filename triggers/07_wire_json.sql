@@ -12,6 +12,8 @@
 --       message_json() and session_json() (keep it in line with ts_json()) so they call nothing.
 -- Touches: functions gre_relay.ts_json(timestamptz), gre_relay.message_json(gre_chat_messages),
 --          gre_relay.session_json(gre_chat_sessions).
+--       message_json() carries `attachment` (issue 14: null, or the file's name, type, size,
+--       dimensions, kind and whether `message` is only a label) since sql/0220.
 -- Idempotent: yes (create or replace).
 
 -- RFC 3339 in UTC with microseconds, whatever the session's TimeZone; null stays null.
@@ -40,7 +42,17 @@ begin
     'status',          m.status,
     'createdAt',       pg_catalog.to_char(m.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
     'cursor',          m.seq::text,
-    'clientMessageId', m.client_message_id
+    'clientMessageId', m.client_message_id,
+    -- Images and files (sql/0220, docs/protocol.md "Attachments"): null without one. The
+    -- storage key stays in the database: clients download through the relay by message id.
+    'attachment',      case when m.attachment_key is null then null else pg_catalog.jsonb_build_object(
+                         'name',           m.attachment_name,
+                         'type',           m.attachment_type,
+                         'size',           m.attachment_size,
+                         'width',          m.attachment_width,
+                         'height',         m.attachment_height,
+                         'kind',           case when m.attachment_type like 'image/%' then 'image' else 'file' end,
+                         'messageIsLabel', m.message_is_label) end
   );
 end
 $$;

@@ -7,6 +7,8 @@
 --       at all, and a GRE message costs one index lookup of the presence table (the body of
 --       gre_relay.is_connected(), written out here: a SQL function with a SET clause is never
 --       inlined, and calling it cost 140 µs per row, a third of the insert; docs/performance.md).
+--       An attachment sent without text (message_is_label, sql/0220) is announced as
+--       "Anna sent a photo" or "Anna sent a file".
 -- Touches: function gre_relay.push_for_offline_players(), trigger
 --          gre_chat_messages_push_notification; writes public.push_notifications.
 -- Idempotent: yes (create or replace; the trigger is dropped and created again because it was a
@@ -37,7 +39,11 @@ begin
   insert into public.push_notifications (player_id, title, message, type)
   values (new.player_id,
           'New message from ' || coalesce(nullif(pg_catalog.btrim(new.sender_name), ''), 'the GRE team'),
-          pg_catalog.left(new.message, 500),
+          -- An attachment sent alone: its `message` is the file name, a label; say what came.
+          case when new.message_is_label
+               then coalesce(nullif(pg_catalog.btrim(new.sender_name), ''), 'The GRE team')
+                    || case when new.attachment_type like 'image/%' then ' sent a photo' else ' sent a file' end
+               else pg_catalog.left(new.message, 500) end,
           'gre_chat');
   return null;
 end

@@ -36,6 +36,9 @@ pub enum Refusal {
     ChatGate,
     /// A unique index allows one open session per player, and another one is open.
     OpenSessionExists,
+    /// The upload a message names is not there for this sender (never made, sent already,
+    /// swept after `storage.unused_upload_seconds`, or someone else's).
+    NoUpload,
 }
 
 impl From<PoolError> for StoreError {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+use super::attachments::{claim_upload, owner_key};
 use super::{
     message_from_row, session_from_row, Refusal, SessionInfo, Store, StoreError, StoredMessage,
     MESSAGE_COLUMNS, SESSION_COLUMNS,
@@ -59,6 +60,7 @@ impl Store {
         author_name: Option<&str>,
         text: &str,
         client_message_id: Option<&str>,
+        attachment: Option<Uuid>,
     ) -> Result<PlayerSend, StoreError> {
         let mut client = self.pool.get().await?;
         if let Some(hint) = session_hint {
@@ -124,7 +126,15 @@ impl Store {
                 sender_id: &sender_id,
                 sender_name: author_name,
             };
-            let message = insert_message(&tx, session.id, &author, text, client_message_id).await?;
+            let message = insert_message(
+                &tx,
+                session.id,
+                &author,
+                text,
+                client_message_id,
+                attachment,
+            )
+            .await?;
             tx.commit().await?;
             return Ok(PlayerSend {
                 message,
@@ -145,6 +155,7 @@ impl Store {
         author: &Author<'_>,
         text: &str,
         client_message_id: Option<&str>,
+        attachment: Option<Uuid>,
     ) -> Result<(StoredMessage, bool), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -167,7 +178,8 @@ impl Store {
                 return Ok((existing, true));
             }
         }
-        let message = insert_message(&tx, session_id, author, text, client_message_id).await?;
+        let message =
+            insert_message(&tx, session_id, author, text, client_message_id, attachment).await?;
         tx.commit().await?;
         Ok((message, false))
     }
@@ -332,19 +344,37 @@ async fn find_by_client_id(
         .transpose()
 }
 
+/// Inserts a message; with `attachment` (an upload id), claims that upload of the author's in
+/// the same transaction and stores its metadata on the row. A message that is only an
+/// attachment (empty `text`) keeps the pinned non-empty `message` column (CONTRACT section 1)
+/// by holding the file name there as a label (`message_is_label`, sql/0220).
 async fn insert_message(
     tx: &deadpool_postgres::Transaction<'_>,
     session_id: Uuid,
     author: &Author<'_>,
     text: &str,
     client_message_id: Option<&str>,
+    attachment: Option<Uuid>,
 ) -> Result<StoredMessage, StoreError> {
+    let upload = match attachment {
+        Some(id) => Some(claim_upload(tx, id, &owner_key(author.sender, author.sender_id)).await?),
+        None => None,
+    };
+    let is_label = upload.is_some() && text.trim().is_empty();
+    let text = match &upload {
+        Some(u) if is_label => u.name.as_str(),
+        _ => text,
+    };
     let sql = format!(
         "insert into public.gre_chat_messages as m \
-           (session_id, sender, sender_id, sender_name, message, client_message_id) \
-         values ($1, $2, $3, $4, $5, $6) returning {MESSAGE_COLUMNS}"
+           (session_id, sender, sender_id, sender_name, message, client_message_id, \
+            attachment_bucket, attachment_key, attachment_name, attachment_type, attachment_size, \
+            attachment_width, attachment_height, message_is_label) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         returning {MESSAGE_COLUMNS}"
     );
     let stmt = tx.prepare_cached(&sql).await?;
+    let u = upload.as_ref();
     let row = tx
         .query_one(
             &stmt,
@@ -355,6 +385,14 @@ async fn insert_message(
                 &author.sender_name,
                 &text,
                 &client_message_id,
+                &u.map(|u| &u.bucket),
+                &u.map(|u| &u.key),
+                &u.map(|u| &u.name),
+                &u.map(|u| &u.mime),
+                &u.map(|u| u.size),
+                &u.and_then(|u| u.width),
+                &u.and_then(|u| u.height),
+                &is_label,
             ],
         )
         .await

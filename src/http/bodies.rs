@@ -41,6 +41,10 @@ pub(crate) struct SendBody {
     pub(crate) message: Field<String>,
     #[serde(default)]
     pub(crate) client_message_id: Field<String>,
+    /// An upload to send with the message (docs/protocol.md "Attachments"); kept as text so a
+    /// malformed id gets its own sentence.
+    #[serde(default)]
+    pub(crate) attachment_id: Field<String>,
 }
 
 /// `POST /api/gre-admin/reply`.
@@ -54,6 +58,8 @@ pub(crate) struct ReplyBody {
     pub(crate) message: Field<String>,
     #[serde(default)]
     pub(crate) client_message_id: Field<String>,
+    #[serde(default)]
+    pub(crate) attachment_id: Field<String>,
 }
 
 /// `PUT /api/gre-admin/session/:sessionId/status`.

@@ -6,6 +6,7 @@
 //! Must not touch: the database except through `chat` and `db`'s queries; the hub (sockets
 //! subscribe from `ws/`); the LISTEN connection.
 
+mod attachments;
 mod bodies;
 pub(crate) mod cors;
 pub(crate) mod error;
@@ -71,6 +72,7 @@ pub(crate) async fn handle(
         (&Method::GET, "/metrics") => metrics::render(&app),
         (_, "/metrics") => not_allowed("GET"),
         (&Method::GET, p) if pages::is_page(p) => pages::serve(p),
+        (_, p) if attachments::is_attachment_path(p) => attachments::handle(req, &app).await,
         _ => match rest::handle(req, app.clone()).await {
             Some(res) => res,
             None => error_response(

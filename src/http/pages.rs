@@ -51,6 +51,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../static/app.css"),
     },
     Asset {
+        path: "/static/lib/attachments.js",
+        content_type: JS,
+        body: include_str!("../../static/lib/attachments.js"),
+    },
+    Asset {
         path: "/static/lib/api.js",
         content_type: JS,
         body: include_str!("../../static/lib/api.js"),

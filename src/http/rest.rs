@@ -238,7 +238,10 @@ async fn dispatch(
     }
 }
 
-async fn authenticate(req: &Request<Incoming>, app: &AppState) -> Result<Identity, ApiError> {
+pub(super) async fn authenticate(
+    req: &Request<Incoming>,
+    app: &AppState,
+) -> Result<Identity, ApiError> {
     let verified = app.deps.verifier.verify_headers(req.headers()).await;
     verified.map(|v| v.identity).map_err(|e| match e {
         // A valid credential that grants nothing here: 403, not "who are you".
@@ -253,7 +256,7 @@ async fn authenticate(req: &Request<Incoming>, app: &AppState) -> Result<Identit
     })
 }
 
-fn caller_key(identity: &Identity) -> String {
+pub(super) fn caller_key(identity: &Identity) -> String {
     match identity {
         Identity::Player { player_id } => format!("player:{player_id}"),
         Identity::Staff { staff_id, .. } => format!("staff:{staff_id}"),
@@ -271,7 +274,7 @@ fn require_staff(identity: &Identity) -> Result<&str, ApiError> {
     }
 }
 
-fn query_params(req: &Request<Incoming>) -> HashMap<String, String> {
+pub(super) fn query_params(req: &Request<Incoming>) -> HashMap<String, String> {
     req.uri()
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -382,7 +385,15 @@ async fn read_json(req: Request<Incoming>, app: &AppState) -> Result<Value, ApiE
 /// and the client never reads the answer. Bounded in bytes (16 times the limit, at least
 /// 1 MiB) and time; past either the connection is closed anyway.
 async fn discard(body: &mut Incoming, max: usize, timeout: std::time::Duration) {
-    let budget = max.saturating_mul(16).max(1 << 20);
+    discard_up_to(body, max.saturating_mul(16).max(1 << 20), timeout).await;
+}
+
+/// [`discard`] with an explicit budget in bytes (uploads: `http/attachments.rs`).
+pub(super) async fn discard_up_to(
+    body: &mut Incoming,
+    budget: usize,
+    timeout: std::time::Duration,
+) {
     let drain = async {
         let mut seen = 0usize;
         while let Some(frame) = body.frame().await {
@@ -414,13 +425,28 @@ async fn read_body<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// `attachmentId` of a send or reply body.
+fn attachment_field(attachment_id: Field<String>) -> Result<Option<Uuid>, ApiError> {
+    match attachment_id {
+        Field::Absent | Field::Null => Ok(None),
+        Field::Given(s) => s
+            .parse::<Uuid>()
+            .map(Some)
+            .map_err(|_| ApiError::unprocessable("attachmentId must be a UUID")),
+        Field::WrongType => Err(ApiError::unprocessable("attachmentId must be a string")),
+    }
+}
+
 /// `message` and `clientMessageId` of a send or reply body, validated as the WebSocket does.
+/// With an attachment the message may be absent or blank (returned empty).
 fn message_fields(
     message: Field<String>,
     client_message_id: Field<String>,
+    has_attachment: bool,
 ) -> Result<(String, Option<String>), ApiError> {
     let message = match message {
-        Field::Given(s) => protocol::validate_message_text(s)?,
+        Field::Absent | Field::Null if has_attachment => String::new(),
+        Field::Given(s) => protocol::validate_message_with_attachment(Some(s), has_attachment)?,
         Field::Null | Field::WrongType => {
             return Err(
                 ProtocolError::new(ErrorCode::InvalidMessage, "message must be a string").into(),
@@ -452,8 +478,17 @@ async fn send(req: Request<Incoming>, app: &AppState, identity: &Identity) -> Ap
         ));
     };
     let body: SendBody = read_body(req, app).await?;
-    let (text, cid) = message_fields(body.message, body.client_message_id)?;
-    let sent = chat::player_send(&app.deps.store, *player_id, None, &text, cid.as_deref()).await?;
+    let attachment = attachment_field(body.attachment_id)?;
+    let (text, cid) = message_fields(body.message, body.client_message_id, attachment.is_some())?;
+    let sent = chat::player_send(
+        &app.deps.store,
+        *player_id,
+        None,
+        &text,
+        cid.as_deref(),
+        attachment,
+    )
+    .await?;
     Ok(sent_response(
         sent.duplicate,
         &sent.message.json,
@@ -470,9 +505,17 @@ async fn admin_reply(req: Request<Incoming>, app: &AppState, identity: &Identity
             .map_err(|_| ApiError::unprocessable("sessionId must be a UUID"))?,
         _ => return Err(ApiError::unprocessable("sessionId is required")),
     };
-    let (text, cid) = message_fields(body.message, body.client_message_id)?;
-    let (message, duplicate) =
-        chat::staff_send(&app.deps.store, identity, session_id, &text, cid.as_deref()).await?;
+    let attachment = attachment_field(body.attachment_id)?;
+    let (text, cid) = message_fields(body.message, body.client_message_id, attachment.is_some())?;
+    let (message, duplicate) = chat::staff_send(
+        &app.deps.store,
+        identity,
+        session_id,
+        &text,
+        cid.as_deref(),
+        attachment,
+    )
+    .await?;
     Ok(sent_response(duplicate, &message.json, None))
 }
 
@@ -654,7 +697,7 @@ struct SessionsBody<'a> {
 }
 
 /// Serializes a body that embeds database JSON as is.
-fn raw_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+pub(super) fn raw_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
             let mut res = Response::new(Full::new(Bytes::from(bytes)));

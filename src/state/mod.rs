@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::admission::Admission;
+use crate::attachments::Attachments;
 use crate::auth::Verifier;
 use crate::config::{AllowedOrigins, Settings};
 use crate::db::Store;
@@ -57,6 +58,8 @@ pub(crate) struct Deps {
     pub(crate) instance_id: Uuid,
     /// Signs the events this relay relays through the database (typing, messages_read).
     pub(crate) relay_key: Arc<RelayKey>,
+    /// Images and files: the object store, the upload limits, download links.
+    pub(crate) attachments: Arc<Attachments>,
 }
 
 /// How the port runs.

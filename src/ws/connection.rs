@@ -677,13 +677,21 @@ where
         text: String,
         session_id: Option<Uuid>,
         client_message_id: Option<String>,
+        attachment_id: Option<Uuid>,
     ) -> Result<(), ProtocolError> {
         let app = self.app.clone();
         let cid = client_message_id.as_deref();
         let message = match &sock.identity {
             Identity::Player { player_id } => {
-                let sent =
-                    chat::player_send(&app.deps.store, *player_id, session_id, &text, cid).await?;
+                let sent = chat::player_send(
+                    &app.deps.store,
+                    *player_id,
+                    session_id,
+                    &text,
+                    cid,
+                    attachment_id,
+                )
+                .await?;
                 if let Some(opened) = &sent.opened {
                     sock.allowed.insert(opened.id);
                     // The new session's messages start at 1: subscribe from its beginning.
@@ -697,9 +705,16 @@ where
                 let session_id = session_id.ok_or_else(|| {
                     ProtocolError::new(ErrorCode::InvalidMessage, "sessionId is required for staff")
                 })?;
-                chat::staff_send(&app.deps.store, staff, session_id, &text, cid)
-                    .await?
-                    .0
+                chat::staff_send(
+                    &app.deps.store,
+                    staff,
+                    session_id,
+                    &text,
+                    cid,
+                    attachment_id,
+                )
+                .await?
+                .0
             }
         };
         self.send_text(protocol::message_sent_frame(cid, &message.json))

@@ -12,6 +12,7 @@ import { clock, dayLabel, fullWhen, parseTime } from './time.js';
  *   options.nameOf(message): the sender's display name
  *   options.sessionRank(sessionId): orders sessions when one thread shows several (player)
  *   options.onRetry(pending): a failed message's Retry button
+ *   options.renderAttachment(message): the node showing a message's attachment (lib/attachments.js)
  */
 export class ThreadView {
   constructor(scroller, list, options) {
@@ -21,6 +22,7 @@ export class ThreadView {
     this.nameOf = options.nameOf;
     this.sessionRank = options.sessionRank || (() => 0);
     this.onRetry = options.onRetry || (() => {});
+    this.renderAttachment = options.renderAttachment || null;
     this.messages = new Map(); // id -> message
     this.pending = new Map(); // clientMessageId -> {clientMessageId, text, sessionId, failed, error, createdAt}
     this.nodes = new Map(); // id or 'p:'+cid -> {key, node}
@@ -189,11 +191,23 @@ export class ThreadView {
         'data-status': m.status || '',
       },
       grouped || side === 'system' ? null : h('div', { class: 'msg-name' }, this.nameOf(m)),
-      h('div', { class: 'msg-bubble' }, h('span', { class: 'msg-text' }, m.message)),
+      this.bubble(m),
       h('div', { class: 'msg-meta' }, meta)
     );
     this.nodes.set(m.id, { key, node });
     return node;
+  }
+
+  /** The bubble: the attachment if any, and the text unless it is only the file's label. */
+  bubble(m) {
+    const a = m.attachment;
+    if (!a || !this.renderAttachment) return h('div', { class: 'msg-bubble' }, h('span', { class: 'msg-text' }, m.message));
+    return h(
+      'div',
+      { class: 'msg-bubble msg-bubble--attachment' },
+      this.renderAttachment(m),
+      a.messageIsLabel ? null : h('span', { class: 'msg-text' }, m.message)
+    );
   }
 
   pendingNode(p) {
@@ -206,7 +220,7 @@ export class ThreadView {
         'data-testid': 'pending-message',
         'data-client-message-id': p.clientMessageId,
       },
-      h('div', { class: 'msg-bubble' }, h('span', { class: 'msg-text' }, p.text)),
+      h('div', { class: 'msg-bubble' }, h('span', { class: 'msg-text' }, p.text || (p.attachmentName ? 'Attachment: ' + p.attachmentName : ''))),
       h(
         'div',
         { class: 'msg-meta' },

@@ -1117,3 +1117,125 @@ async fn pages_show_the_new_statuses_after_one_statement_changed_many_messages()
     staff.assert_no_console_errors().await;
     tokio::join!(staff.close(), player.close());
 }
+
+/// Issue 14: a player attaches an image in /chat (through the attach button's file input); it
+/// shows as a thumbnail on both pages, and the GRE opens the larger view in /console.
+/// Then the GRE drops a PDF into the console's thread and the player gets a file card.
+/// Screenshots: chat-attachment.png, console-attachment.png, console-attachment-view.png,
+/// chat-attachment-pdf.png.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_attached_in_chat_shows_in_the_console() {
+    use base64::Engine;
+    require_browser();
+    let env = TestEnv::start().await;
+    let session = env.open_session(29).await;
+    let image = crate::attachments::gradient_png(160, 120);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&image);
+
+    let driver = Chromedriver::start().await;
+    let (staff, player) = tokio::join!(driver.browser("console"), driver.browser("chat"));
+    player
+        .sign_in(env.http_url("/chat"), player_token(29))
+        .await;
+    staff
+        .sign_in(env.http_url("/console"), staff_token("staff-7"))
+        .await;
+    staff.open_thread(session).await;
+
+    // What a file chooser does: set the input's files and fire `change`.
+    player.wait_css("[data-testid=attach]").await;
+    player
+        .js(
+            "const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0)); \
+             const dt = new DataTransfer(); \
+             dt.items.add(new File([bytes], 'table-4.png', {type: 'image/png'})); \
+             const input = document.querySelector('[data-testid=attach-input]'); \
+             input.files = dt.files; input.dispatchEvent(new Event('change')); return true;",
+            vec![json!(encoded)],
+        )
+        .await;
+    let loaded = "const i = document.querySelector('[data-testid=message] [data-testid=attachment-image]'); \
+                  return i ? [i.complete, i.naturalWidth, i.naturalHeight, i.alt] : null;";
+    let shown = |v: &Value| v[0] == true && v[1] == 160 && v[2] == 120;
+    player
+        .wait_js("the photo in /chat", UI_WAIT, loaded, vec![], shown)
+        .await;
+    let v = staff
+        .wait_js("the photo in /console", UI_WAIT, loaded, vec![], shown)
+        .await;
+    assert_eq!(v[3], "table-4.png");
+    // A photo sent alone has no caption: its `message` is only the file's label.
+    let captions = staff
+        .js(
+            "return document.querySelectorAll('[data-testid=message] .msg-text').length;",
+            vec![],
+        )
+        .await;
+    assert_eq!(captions, 0, "no caption under a photo sent alone");
+    player.screenshot("chat-attachment.png").await;
+    staff.screenshot("console-attachment.png").await;
+
+    staff
+        .wait_css("[data-testid=attachment-thumb]")
+        .await
+        .click()
+        .await
+        .expect("open the larger view");
+    staff
+        .wait_js(
+            "the larger view",
+            UI_WAIT,
+            "const v = document.querySelector('[data-testid=attachment-viewer]'); \
+             const i = document.querySelector('[data-testid=attachment-viewer-image]'); \
+             return v && i ? [v.hidden, i.complete, i.naturalWidth] : null;",
+            vec![],
+            |v| v[0] == false && v[1] == true && v[2] == 160,
+        )
+        .await;
+    staff.screenshot("console-attachment-view.png").await;
+
+    // The GRE drops a PDF into the thread (the drop target's `drop` event with a file): the
+    // player sees a file card with a download link.
+    staff
+        .js(
+            "document.querySelector('[data-testid=attachment-viewer]').click(); \
+             const pdf = '%PDF-1.4\\n1 0 obj << /Type /Catalog >> endobj\\n%%EOF\\n'; \
+             const dt = new DataTransfer(); \
+             dt.items.add(new File([pdf], 'Tournament schedule.pdf', {type: 'application/pdf'})); \
+             const target = document.querySelector('#thread-scroller').parentNode; \
+             target.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true})); \
+             return true;",
+            vec![],
+        )
+        .await;
+    let card = player
+        .wait_js(
+            "the PDF card in /chat",
+            UI_WAIT,
+            "const c = document.querySelector('[data-testid=attachment-file]'); \
+             const a = c && c.querySelector('[data-testid=attachment-download]'); \
+             return a && a.getAttribute('href') ? [c.textContent, a.getAttribute('href')] : null;",
+            vec![],
+            |v| v.is_array(),
+        )
+        .await;
+    assert!(
+        card[0]
+            .as_str()
+            .unwrap_or("")
+            .contains("Tournament schedule.pdf"),
+        "{card}"
+    );
+    let link = card[1].as_str().unwrap_or("");
+    let res = reqwest::get(env.http_url(link)).await.expect("download");
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-disposition"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("attachment;"));
+    player.screenshot("chat-attachment-pdf.png").await;
+    player.assert_no_console_errors().await;
+    staff.assert_no_console_errors().await;
+    player.close().await;
+    staff.close().await;
+}

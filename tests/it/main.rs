@@ -6,6 +6,7 @@
 
 mod support;
 
+mod attachments;
 mod auth;
 mod bench_smoke;
 mod binary;

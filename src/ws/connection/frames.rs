@@ -57,8 +57,9 @@ where
                 message,
                 session_id,
                 client_message_id,
+                attachment_id,
             } => {
-                self.send_message(sock, message, session_id, client_message_id)
+                self.send_message(sock, message, session_id, client_message_id, attachment_id)
                     .await
             }
             ClientFrame::Subscribe { session_id, since } => {

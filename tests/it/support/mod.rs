@@ -57,6 +57,15 @@ pub fn test_settings() -> Settings {
     s.server.host = "127.0.0.1".into();
     s.server.port = 0;
     s.server.shutdown_timeout_seconds = 5;
+    // Attachments of tests that do not look at them: one shared scratch directory (keys are
+    // random), never the working directory.
+    s.storage.local_dir = scratch_root()
+        .join(format!(
+            "gre-relay-test-attachments-{}",
+            nix::unistd::geteuid()
+        ))
+        .to_string_lossy()
+        .into_owned();
     s
 }
 
@@ -318,8 +327,14 @@ impl RelayProcess {
 
     /// On a fixed port (0 = any free one): for a restart that clients must find where they were.
     pub async fn spawn_on(database_url: &str, port: u16) -> RelayProcess {
+        Self::spawn_with(database_url, port, &[]).await
+    }
+
+    /// With more environment variables (settings such as `GRE_STORAGE__LOCAL_DIR`).
+    pub async fn spawn_with(database_url: &str, port: u16, env: &[(&str, &str)]) -> RelayProcess {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gre-relay"))
+            .envs(env.iter().copied())
             .env("DATABASE_URL", database_url)
             .env("SUPABASE_JWT_SECRET", SECRET)
             .env("PORT", port.to_string())
