@@ -10,10 +10,12 @@
 --     {"k":"c","id":"<canned response id>"}   a canned response was added, changed or deleted;
 --     {"k":"n","id":"<internal note id>"}      a note (or a transfer's record) was added;
 --     {"k":"d"}                                the desk settings or a GRE's capacity changed.
---     The relay reads the row and sends it to staff sockets only.
+--     The relay reads the row and sends it to staff sockets only;
+--   wire JSON of a canned response, a note and the desk settings, as the relay sends them.
 -- Touches: policies on gre_desk_settings, gre_desk_agents, gre_canned_responses,
 --          gre_chat_internal_notes; functions gre_relay.desk_row_rules(),
---          gre_relay.desk_notify(); their triggers.
+--          gre_relay.desk_notify(), and the wire JSON gre_relay.canned_response_json(),
+--          internal_note_json(), desk_settings_json(); their triggers.
 -- Idempotent: yes (drop policy if exists, then create; create or replace).
 
 -- Policies: staff only ------------------------------------------------------------------------
@@ -177,3 +179,71 @@ create or replace trigger gre_desk_settings_notify
 create or replace trigger gre_desk_agents_notify
   after insert or update on public.gre_desk_agents
   for each statement execute function gre_relay.desk_notify();
+
+-- Wire JSON (docs/protocol.md, "The GRE desk"): the shapes the relay sends, built here like
+-- message_json() (triggers/07) so a REST answer and a live event are the same bytes.
+create or replace function gre_relay.canned_response_json(c public.gre_canned_responses) returns jsonb
+  language plpgsql stable
+  set search_path = ''
+  as $$
+begin
+  return pg_catalog.jsonb_build_object(
+    'id',        c.id,
+    'shortCode', c.short_code,
+    'title',     c.title,
+    'body',      c.body,
+    'createdBy', c.created_by,
+    'updatedBy', c.updated_by,
+    'createdAt', pg_catalog.to_char(c.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    'updatedAt', pg_catalog.to_char(c.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    'deleted',   c.deleted_at is not null
+  );
+end
+$$;
+
+create or replace function gre_relay.internal_note_json(n public.gre_chat_internal_notes) returns jsonb
+  language plpgsql stable
+  set search_path = ''
+  as $$
+begin
+  return pg_catalog.jsonb_build_object(
+    'id',         n.id,
+    'sessionId',  n.session_id,
+    'kind',       n.kind,
+    'authorId',   n.author_id,
+    'authorName', n.author_name,
+    'note',       n.note,
+    'fromGreId',  n.from_gre_id,
+    'toGreId',    n.to_gre_id,
+    'createdAt',  pg_catalog.to_char(n.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+  );
+end
+$$;
+
+-- The desk settings and every GRE's row (invoker rights: a caller sees what RLS lets it see).
+create or replace function gre_relay.desk_settings_json() returns jsonb
+  language plpgsql stable
+  set search_path = ''
+  as $$
+declare
+  v jsonb;
+begin
+  select pg_catalog.jsonb_build_object(
+           'autoAssign',      d.auto_assign,
+           'defaultCapacity', d.default_capacity,
+           'unavailableText', d.unavailable_text,
+           'afterHoursText',  d.after_hours_text,
+           'hours',           d.hours,
+           'timeZone',        d.time_zone,
+           'updatedAt',       pg_catalog.to_char(d.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+           'updatedBy',       d.updated_by,
+           'agents', coalesce((
+             select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                      'greId', a.gre_id, 'capacity', a.capacity, 'displayName', a.display_name)
+                    order by a.gre_id)
+               from public.gre_desk_agents a), '[]'::jsonb))
+    into v
+    from public.gre_desk_settings d where d.singleton;
+  return v;
+end
+$$;

@@ -36,6 +36,8 @@ pub enum Refusal {
     ChatGate,
     /// A unique index allows one open session per player, and another one is open.
     OpenSessionExists,
+    /// Another row holds the unique value (a canned response's short code).
+    Duplicate,
 }
 
 impl From<PoolError> for StoreError {

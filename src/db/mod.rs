@@ -1,5 +1,5 @@
 //! `db/`: everything the relay does on its connection pool. One file per topic:
-//! [`sessions`], [`messages`], [`presence`], [`chat_access`], [`relay`]; the pool, connection and
+//! [`sessions`], [`messages`], [`presence`], [`chat_access`], [`relay`], [`desk`] (issue 13); the pool, connection and
 //! TLS set-up ([`conn`]); the storage error ([`error`]); the migration runner ([`migrate`]).
 //!
 //! SQL is always parameterized. Messages and sessions come back already in wire JSON
@@ -11,6 +11,7 @@
 
 mod chat_access;
 mod conn;
+mod desk;
 mod error;
 mod messages;
 pub mod migrate;
@@ -20,6 +21,7 @@ mod sessions;
 
 pub(crate) use chat_access::SharedRules;
 pub use conn::{pg_config, tls_connector};
+pub(crate) use desk::{CannedInput, DeskSettingsInput, Transfer};
 pub use error::{Refusal, StoreError};
 pub(crate) use messages::{Author, PlayerSend};
 

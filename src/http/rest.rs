@@ -238,7 +238,10 @@ async fn dispatch(
     }
 }
 
-async fn authenticate(req: &Request<Incoming>, app: &AppState) -> Result<Identity, ApiError> {
+pub(super) async fn authenticate(
+    req: &Request<Incoming>,
+    app: &AppState,
+) -> Result<Identity, ApiError> {
     let verified = app.deps.verifier.verify_headers(req.headers()).await;
     verified.map(|v| v.identity).map_err(|e| match e {
         // A valid credential that grants nothing here: 403, not "who are you".
@@ -253,14 +256,14 @@ async fn authenticate(req: &Request<Incoming>, app: &AppState) -> Result<Identit
     })
 }
 
-fn caller_key(identity: &Identity) -> String {
+pub(super) fn caller_key(identity: &Identity) -> String {
     match identity {
         Identity::Player { player_id } => format!("player:{player_id}"),
         Identity::Staff { staff_id, .. } => format!("staff:{staff_id}"),
     }
 }
 
-fn require_staff(identity: &Identity) -> Result<&str, ApiError> {
+pub(super) fn require_staff(identity: &Identity) -> Result<&str, ApiError> {
     match identity {
         Identity::Staff { staff_id, .. } => Ok(staff_id),
         Identity::Player { .. } => Err(ApiError::new(
@@ -271,7 +274,7 @@ fn require_staff(identity: &Identity) -> Result<&str, ApiError> {
     }
 }
 
-fn query_params(req: &Request<Incoming>) -> HashMap<String, String> {
+pub(super) fn query_params(req: &Request<Incoming>) -> HashMap<String, String> {
     req.uri()
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -286,14 +289,18 @@ fn param_player_id(params: &HashMap<String, String>) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad_request("playerId must be a positive integer"))
 }
 
-fn param_uuid(params: &HashMap<String, String>, name: &str) -> Result<Uuid, ApiError> {
+pub(super) fn param_uuid(params: &HashMap<String, String>, name: &str) -> Result<Uuid, ApiError> {
     params
         .get(name)
         .and_then(|p| p.parse::<Uuid>().ok())
         .ok_or_else(|| ApiError::bad_request("sessionId must be a UUID"))
 }
 
-fn limit_param(query: &HashMap<String, String>, default: i64, max: i64) -> Result<i64, ApiError> {
+pub(super) fn limit_param(
+    query: &HashMap<String, String>,
+    default: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
     match query.get("limit").filter(|l| !l.is_empty()) {
         None => Ok(default),
         Some(l) => l
@@ -404,7 +411,7 @@ async fn drain_body(req: Request<Incoming>, app: &AppState) -> Result<(), ApiErr
 }
 
 /// Reads and parses a body of type `T` (`bodies.rs`).
-async fn read_body<T: serde::de::DeserializeOwned>(
+pub(super) async fn read_body<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
     app: &AppState,
 ) -> Result<T, ApiError> {
@@ -654,7 +661,7 @@ struct SessionsBody<'a> {
 }
 
 /// Serializes a body that embeds database JSON as is.
-fn raw_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+pub(super) fn raw_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
             let mut res = Response::new(Full::new(Bytes::from(bytes)));
