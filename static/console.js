@@ -5,6 +5,7 @@
 import { api, fetchAllPages, fetchChangedRange } from './lib/api.js';
 import { bindComposer } from './lib/composer.js';
 import { $, h } from './lib/dom.js';
+import { Desk } from './lib/desk.js';
 import { compareCursor, maxCursor, newClientMessageId } from './lib/ids.js';
 import { bindConnectionStatus } from './lib/relay.js';
 import { bindSignIn } from './lib/signin.js';
@@ -67,6 +68,20 @@ const state = {
   closeArmed: null,
   errorTimer: null,
 };
+
+// The GRE desk (lib/desk.js): canned responses, transfers, internal notes, desk settings. Built
+// before the composer is bound, so its picker sees Enter first.
+const desk = new Desk({
+  token: () => auth.token,
+  me: () => ({ id: state.me, name: state.myName }),
+  session: (id) => state.sessions.get(id),
+  thread: () => (state.thread ? state.thread.sessionId : null),
+  presence: () => state.presence,
+  replyInput: ui.replyInput,
+  anchor: $('.thread-head'),
+  topbar: ui.me,
+  onError: (text) => showActionError(text),
+});
 
 const view = new ThreadView(ui.scroller, ui.threadList, {
   viewer: 'gre',
@@ -169,6 +184,7 @@ function onAuthenticated(frame) {
   state.presence.clear(); // the relay now sends who is online
   renderPresence();
   loadSessions();
+  desk.load();
   const t = state.thread;
   if (t) {
     t.lastMarked = null;
@@ -215,13 +231,14 @@ function onFrame(f) {
       if (f.greId) {
         state.presence.set(f.greId, f);
         renderPresence();
+        desk.onFrame(f);
       }
       break;
     case 'error':
       onError(f);
       break;
     default:
-      break; // gre_presence, unsubscribed: nothing to show
+      desk.onFrame(f); // the desk's events; gre_presence, unsubscribed: nothing to show
   }
 }
 
@@ -608,6 +625,7 @@ function select(sessionId) {
   renderThread();
   renderList();
   loadThread();
+  desk.showThread(sessionId);
   ui.replyInput.focus();
 }
 
@@ -691,6 +709,7 @@ function renderThreadHead() {
   ui.assign.textContent = s.assignedGreId && s.assignedGreId === state.me ? 'Unassign' : 'Assign to me';
   ui.closedNote.hidden = !closed;
   ui.composer.hidden = closed;
+  desk.renderTransferTargets();
 }
 
 function renderTyping() {

@@ -247,3 +247,17 @@ begin
   return v;
 end
 $$;
+
+-- EXECUTE as triggers/70 settles it for the functions that existed before this file: not for
+-- PUBLIC or anon; invoker-rights functions for authenticated and service_role (policies and
+-- triggers call them as the caller).
+revoke all on function gre_relay.desk_row_rules(), gre_relay.desk_notify(),
+                       gre_relay.canned_response_json(public.gre_canned_responses),
+                       gre_relay.internal_note_json(public.gre_chat_internal_notes),
+                       gre_relay.desk_settings_json()
+  from public, anon;
+grant execute on function gre_relay.desk_row_rules(), gre_relay.desk_notify(),
+                          gre_relay.canned_response_json(public.gre_canned_responses),
+                          gre_relay.internal_note_json(public.gre_chat_internal_notes),
+                          gre_relay.desk_settings_json()
+  to authenticated, service_role;
