@@ -17,7 +17,8 @@
 --     relays, a direct writer) write one reply between them. (They are serialized anyway by the
 --     session row lock every message insert takes to number itself, triggers/10.)
 --   Cost: a row trigger with `when (new.sender = 'player')` (GRE and system messages cost no
---     call); a player message into a session whose assignee is online costs two index lookups.
+--     call); a player message into a session whose assignee is online costs one query (two
+--     index lookups) and returns.
 -- Touches: function gre_relay.desk_auto_reply(), trigger gre_chat_messages_zz_auto_reply; writes
 --          gre_chat_messages, gre_relay.desk_auto_replies; reads gre_desk_settings,
 --          gre_online_status.
@@ -41,16 +42,21 @@ declare
   v_last_gre  bigint;
   v_claimed   uuid;
 begin
-  -- The session row is locked by this transaction already (numbering, triggers/10).
+  -- The usual case, in one query: the session's assignee is online. (The session row is locked
+  -- by this transaction already: numbering, triggers/10.)
+  if exists (select 1
+               from public.gre_chat_sessions s
+               join public.gre_online_status o on o.gre_id = s.assigned_gre_id
+              where s.id = new.session_id and o.is_online) then
+    return null;
+  end if;
   select s.assigned_gre_id into v_assignee
     from public.gre_chat_sessions s where s.id = new.session_id;
-  if v_assignee is null and gre_relay.desk_assign_queue(false) > 0 then
-    select s.assigned_gre_id into v_assignee
-      from public.gre_chat_sessions s where s.id = new.session_id;
-  end if;
-  if v_assignee is not null
-     and exists (select 1 from public.gre_online_status o
-                  where o.gre_id = v_assignee and o.is_online) then
+  if v_assignee is null and gre_relay.desk_assign_queue(false) > 0
+     and exists (select 1
+                   from public.gre_chat_sessions s
+                   join public.gre_online_status o on o.gre_id = s.assigned_gre_id
+                  where s.id = new.session_id and o.is_online) then
     return null;
   end if;
 
