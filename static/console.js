@@ -79,7 +79,7 @@ const desk = new Desk({
   presence: () => state.presence,
   replyInput: ui.replyInput,
   anchor: $('.thread-head'),
-  topbar: ui.me,
+  topbar: $('#sign-out'),
   onError: (text) => showActionError(text),
 });
 
@@ -145,6 +145,7 @@ function forget() {
   state.presence.clear();
   typing.clear();
   view.clear();
+  desk.reset();
   renderList();
   renderThread();
   renderPresence();

@@ -42,8 +42,8 @@ export class Desk {
   /**
    * ctx: token() -> the bearer token; me() -> {id, name}; session(id) -> the session object;
    * thread() -> the selected session id or null; presence() -> Map greId -> staff_presence;
-   * replyInput (textarea), threadWrap, anchor (node the thread tools go after), topbar (node the
-   * settings button goes before), onError(text).
+   * replyInput (textarea), anchor (node the thread tools go after), topbar (node the settings
+   * button goes before: inside the signed-in part of the top bar), onError(text).
    */
   constructor(ctx) {
     this.ctx = ctx;
@@ -105,7 +105,14 @@ export class Desk {
     this.tools = h(
       'div',
       { class: 'desk-tools', 'data-testid': 'desk-tools' },
-      h('div', { class: 'desk-row' }, h('span', { class: 'desk-label' }, 'Transfer to'), this.transferTarget, this.transferNote, this.transferButton),
+      (this.transferRow = h(
+        'div',
+        { class: 'desk-row' },
+        h('span', { class: 'desk-label' }, 'Transfer to'),
+        this.transferTarget,
+        this.transferNote,
+        this.transferButton
+      )),
       h(
         'details',
         { class: 'desk-notes', 'data-testid': 'internal-notes' },
@@ -117,7 +124,11 @@ export class Desk {
     c.anchor.after(this.tools);
 
     // The desk settings panel, opened from the top bar.
-    this.settingsButton = h('button', { type: 'button', class: 'button button--ghost button--small', 'data-testid': 'desk-settings-toggle' }, 'Desk');
+    this.settingsButton = h(
+      'button',
+      { type: 'button', class: 'button button--ghost button--small desk-toggle', 'data-testid': 'desk-settings-toggle', 'aria-label': 'Desk settings' },
+      'Desk'
+    );
     this.settingsButton.addEventListener('click', () => this.toggleSettings());
     c.topbar.parentNode.insertBefore(this.settingsButton, c.topbar);
     this.form = {
@@ -173,6 +184,19 @@ export class Desk {
     }
     const t = this.ctx.thread();
     if (t) this.showThread(t, true);
+  }
+
+  /** Signed out: nothing of the desk stays on the page. */
+  reset() {
+    this.canned.clear();
+    this.settings = null;
+    this.notes = [];
+    this.notesFor = null;
+    this.pickerClose();
+    this.renderNotes();
+    this.settingsPanel.hidden = true;
+    this.noteInput.value = '';
+    this.transferNote.value = '';
   }
 
   /** Handles the desk's frames; returns true when the frame was one of them. */
@@ -337,6 +361,7 @@ export class Desk {
     if (Array.from(this.transferTarget.options).some((o) => o.value === keep)) this.transferTarget.value = keep;
     const closed = !session || session.status === 'closed';
     this.tools.hidden = !sessionId;
+    this.transferRow.hidden = closed; // a closed chat is nobody's to hand on; its notes stay
     this.transferButton.disabled = closed || (!current && !this.transferTarget.value);
   }
 
