@@ -14,7 +14,7 @@
 --      auto-reply guard: one row per session, so a reply is written exactly once per period);
 --   6. gre_chat_messages.system_kind (which system line: auto_reply, after_hours, transfer),
 --      only on system messages;
---   7. indexes for the assignment queries; privileges (revoke first, then grant the minimum, as
+--   7. indexes for the assignment queries and the auto-reply's period; privileges (revoke first, then grant the minimum, as
 --      sql/0100 does: anon nothing, nobody but the owner truncates, players nothing at all).
 -- Touches: the tables above; column gre_chat_messages.system_kind and its check; indexes on
 --          gre_chat_sessions; grants on the new tables.
@@ -144,6 +144,13 @@ $$;
 create index if not exists gre_chat_sessions_unassigned_waiting
   on public.gre_chat_sessions (created_at, id)
   where status = 'waiting' and assigned_gre_id is null;
+
+-- A session's last GRE message, for the auto-reply's period (triggers/80_desk_auto_reply.sql):
+-- one index probe however long the player has been writing unanswered. Partial, so player and
+-- system messages do not maintain it.
+create index if not exists gre_chat_messages_gre_replies
+  on public.gre_chat_messages (session_id, seq)
+  where sender = 'gre';
 
 -- Each GRE's load: open sessions assigned to it.
 create index if not exists gre_chat_sessions_assigned_open
