@@ -690,7 +690,29 @@ async fn internal_notes_never_reach_a_player_by_any_path() {
     )
     .await;
     assert_eq!(refused.map(|_| ()), Err("42501".to_owned()));
-    // Staff through Supabase do see it.
+    // Staff through Supabase may transfer; the actor is the JWT's `sub`, whatever is passed.
+    let rows = as_api(
+        &mut api,
+        &staff_claims("gre-n"),
+        "select (gre_relay.desk_transfer($1, 'gre-o', null, 'someone-else', 'Mallory')).assigned_gre_id",
+        &[&session],
+    )
+    .await
+    .expect("staff transfer through the API");
+    assert_eq!(
+        rows[0].get::<_, Option<String>>(0).as_deref(),
+        Some("gre-o")
+    );
+    let actor: String = db
+        .query_one(
+            "select author_id from gre_chat_internal_notes where kind = 'transfer' and session_id = $1",
+            &[&session],
+        )
+        .await
+        .expect("transfer record")
+        .get(0);
+    assert_eq!(actor, "gre-n");
+    // Staff through Supabase do see it (the note and the transfer record).
     let rows = as_api(
         &mut api,
         &staff_claims("gre-n"),
@@ -699,7 +721,7 @@ async fn internal_notes_never_reach_a_player_by_any_path() {
     )
     .await
     .expect("staff select");
-    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.len(), 2);
     // anon: nothing at all.
     let tx = api.transaction().await.expect("begin");
     tx.batch_execute("set local role anon").await.expect("role");
