@@ -834,3 +834,42 @@ async fn canned_responses_are_shared_live_and_short_codes_are_unique() {
         .expect_no("canned_response_updated", Duration::from_millis(300))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_player_writing_straight_through_supabase_is_assigned_and_gets_no_auto_reply() {
+    let env = TestEnv::start().await;
+    let db = env.db().await;
+    let _gre = env.staff("gre-s").await;
+    wait_online(&db, &["gre-s"]).await;
+
+    // The player opens its session and writes, both through the API (PostgREST's way).
+    let mut api = env.db().await;
+    let rows = as_api(
+        &mut api,
+        &player_claims(8001),
+        "insert into gre_chat_sessions (player_id) values (8001) returning id",
+        &[],
+    )
+    .await
+    .expect("open a session through the API");
+    let session: Uuid = rows[0].get(0);
+    as_api(
+        &mut api,
+        &player_claims(8001),
+        "insert into gre_chat_messages (session_id, sender, message) values ($1, 'player', 'hello')",
+        &[&session],
+    )
+    .await
+    .expect("write through the API");
+
+    let row = db
+        .query_one(
+            "select assigned_gre_id, status from gre_chat_sessions where id = $1",
+            &[&session],
+        )
+        .await
+        .expect("session");
+    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("gre-s"));
+    assert_eq!(row.get::<_, String>(1), "waiting");
+    assert_eq!(auto_replies(&db, session).await, 0, "a GRE is on it");
+}
