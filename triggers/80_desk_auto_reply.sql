@@ -52,7 +52,11 @@ begin
   end if;
   select s.assigned_gre_id into v_assignee
     from public.gre_chat_sessions s where s.id = new.session_id;
-  if v_assignee is null and gre_relay.desk_assign_queue(false) > 0
+  -- Offered to the queue only when some GRE is available at all: after hours, with nobody on
+  -- duty, a player's message does not even touch the desk row.
+  if v_assignee is null
+     and exists (select 1 from public.gre_online_status o where o.is_online and o.status = 'online')
+     and gre_relay.desk_assign_queue(false) > 0
      and exists (select 1
                    from public.gre_chat_sessions s
                    join public.gre_online_status o on o.gre_id = s.assigned_gre_id
