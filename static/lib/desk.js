@@ -143,9 +143,9 @@ export class Desk {
     this.settingsError = h('p', { class: 'form-error', role: 'alert', hidden: true });
     const save = h('button', { type: 'submit', class: 'button button--primary button--small', 'data-testid': 'desk-save' }, 'Save');
     const field = (label, input, hint) => h('label', { class: 'desk-field' }, h('span', { class: 'field-label' }, label), input, hint ? h('span', { class: 'muted desk-hint' }, hint) : null);
-    this.settingsPanel = h(
+    this.settingsForm = h(
       'form',
-      { class: 'card desk-settings', 'data-testid': 'desk-settings', hidden: true, autocomplete: 'off' },
+      { class: 'desk-form', autocomplete: 'off' },
       h('h2', { class: 'desk-title' }, 'Desk settings'),
       h('label', { class: 'desk-check' }, this.form.autoAssign, ' Assign new chats automatically'),
       h('div', { class: 'desk-row' }, field('Default capacity', this.form.defaultCapacity), field('My capacity', this.form.myCapacity)),
@@ -156,11 +156,130 @@ export class Desk {
       this.settingsError,
       h('div', { class: 'desk-row' }, save)
     );
-    this.settingsPanel.addEventListener('submit', (ev) => {
+    this.settingsForm.addEventListener('submit', (ev) => {
       ev.preventDefault();
       this.saveSettings();
     });
+
+    // The desk's canned responses: list, add, edit, delete (shared by every console, live).
+    this.cannedForm = {
+      code: h('input', { class: 'input input--small', placeholder: 'code', maxlength: '33', 'data-testid': 'canned-code', 'aria-label': 'Short code' }),
+      title: h('input', { class: 'input input--small desk-grow', placeholder: 'Title (optional)', maxlength: '100', 'data-testid': 'canned-title', 'aria-label': 'Title' }),
+      body: h('textarea', {
+        class: 'input',
+        rows: '2',
+        maxlength: '4000',
+        placeholder: 'Text. Placeholders: {gre_name} {gre_id} {player_id}',
+        'data-testid': 'canned-body',
+        'aria-label': 'Text',
+      }),
+    };
+    this.cannedEditing = null; // id of the response being edited, or null for a new one
+    this.cannedCount = h('span', { class: 'tab-count' }, '0');
+    this.cannedAdminList = h('ul', { class: 'desk-canned-list', 'data-testid': 'canned-admin-list' });
+    this.cannedError = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    this.cannedSave = h('button', { type: 'button', class: 'button button--secondary button--small', 'data-testid': 'canned-save' }, 'Add response');
+    this.cannedSave.addEventListener('click', () => this.saveCanned());
+    const cancel = h('button', { type: 'button', class: 'button button--ghost button--small' }, 'Clear');
+    cancel.addEventListener('click', () => this.editCanned(null));
+    this.cannedAdminList.addEventListener('click', (ev) => {
+      const button = ev.target.closest('button[data-action]');
+      if (!button) return;
+      const id = button.closest('li').dataset.id;
+      if (button.dataset.action === 'edit') this.editCanned(id);
+      else if (button.dataset.armed === 'true') this.deleteCanned(id);
+      else {
+        // Two clicks, as the console's Close: a response shared by the whole desk is not
+        // deleted by a slip of the mouse.
+        button.dataset.armed = 'true';
+        button.textContent = 'Delete for everyone?';
+        setTimeout(() => {
+          button.dataset.armed = 'false';
+          button.textContent = 'Delete';
+        }, 3000);
+      }
+    });
+    const cannedSection = h(
+      'section',
+      { class: 'desk-canned' },
+      h('h2', { class: 'desk-title' }, 'Canned responses ', this.cannedCount),
+      this.cannedAdminList,
+      h('div', { class: 'desk-row' }, this.cannedForm.code, this.cannedForm.title),
+      this.cannedForm.body,
+      this.cannedError,
+      h('div', { class: 'desk-row' }, this.cannedSave, cancel)
+    );
+    this.settingsPanel = h(
+      'div',
+      { class: 'card desk-settings', 'data-testid': 'desk-settings', hidden: true },
+      this.settingsForm,
+      cannedSection
+    );
     document.body.appendChild(this.settingsPanel);
+  }
+
+  renderCannedAdmin() {
+    const list = Array.from(this.canned.values()).sort((a, b) => (a.shortCode < b.shortCode ? -1 : 1));
+    this.cannedCount.textContent = String(list.length);
+    this.cannedAdminList.replaceChildren(
+      ...list.map((c) =>
+        h(
+          'li',
+          { 'data-id': c.id, 'data-testid': 'canned-admin-item' },
+          h('span', { class: 'canned-code mono' }, '/' + c.shortCode),
+          h('span', { class: 'desk-grow desk-ellipsis' }, c.title || c.body),
+          h('button', { type: 'button', class: 'link-button', 'data-action': 'edit' }, 'Edit'),
+          h('button', { type: 'button', class: 'link-button desk-danger', 'data-action': 'delete' }, 'Delete')
+        )
+      )
+    );
+  }
+
+  editCanned(id) {
+    const c = id ? this.canned.get(id) : null;
+    this.cannedEditing = c ? c.id : null;
+    this.cannedForm.code.value = c ? c.shortCode : '';
+    this.cannedForm.title.value = c ? c.title || '' : '';
+    this.cannedForm.body.value = c ? c.body : '';
+    this.cannedSave.textContent = c ? 'Save /' + c.shortCode : 'Add response';
+    this.showCannedError('');
+  }
+
+  async saveCanned() {
+    const token = this.ctx.token();
+    const body = {
+      shortCode: this.cannedForm.code.value.trim(),
+      title: this.cannedForm.title.value.trim() || null,
+      body: this.cannedForm.body.value,
+    };
+    const id = this.cannedEditing;
+    try {
+      const res = id
+        ? await api(token, 'PUT', '/api/gre-desk/canned-responses/' + encodeURIComponent(id), body)
+        : await api(token, 'POST', '/api/gre-desk/canned-responses', body);
+      if (res.cannedResponse) this.canned.set(res.cannedResponse.id, res.cannedResponse);
+      this.editCanned(null);
+      this.renderCannedAdmin();
+    } catch (e) {
+      this.showCannedError(e.message);
+    }
+  }
+
+  async deleteCanned(id) {
+    if (!this.canned.has(id)) return;
+    try {
+      await api(this.ctx.token(), 'DELETE', '/api/gre-desk/canned-responses/' + encodeURIComponent(id));
+      this.canned.delete(id);
+      if (this.cannedEditing === id) this.editCanned(null);
+      this.renderCannedAdmin();
+    } catch (e) {
+      this.showCannedError(e.message);
+    }
+  }
+
+  showCannedError(text) {
+    this.cannedError.textContent = text;
+    this.cannedError.hidden = !text;
   }
 
   // ---- loading and live events -------------------------------------------------------------
@@ -176,6 +295,7 @@ export class Desk {
       ]);
       this.canned.clear();
       for (const c of list.cannedResponses || []) this.canned.set(c.id, c);
+      this.renderCannedAdmin();
       this.settings = settings.settings;
       this.renderSettings();
       this.renderTransferTargets();
@@ -194,6 +314,8 @@ export class Desk {
     this.notesFor = null;
     this.pickerClose();
     this.renderNotes();
+    this.renderCannedAdmin();
+    this.editCanned(null);
     this.settingsPanel.hidden = true;
     this.noteInput.value = '';
     this.transferNote.value = '';
@@ -205,10 +327,12 @@ export class Desk {
       case 'canned_response_updated':
         if (f.cannedResponse) this.canned.set(f.cannedResponse.id, f.cannedResponse);
         this.pickerUpdate();
+        this.renderCannedAdmin();
         return true;
       case 'canned_response_deleted':
         if (f.cannedResponse) this.canned.delete(f.cannedResponse.id);
         this.pickerUpdate();
+        this.renderCannedAdmin();
         return true;
       case 'internal_note':
       case 'session_transferred':
@@ -434,7 +558,7 @@ export class Desk {
 
   renderSettings() {
     const s = this.settings;
-    if (!s || this.settingsPanel.contains(document.activeElement)) return; // never under the typist
+    if (!s || this.settingsForm.contains(document.activeElement)) return; // never under the typist
     const me = this.ctx.me().id;
     const mine = (s.agents || []).find((a) => a.greId === me);
     this.form.autoAssign.checked = !!s.autoAssign;

@@ -1324,6 +1324,51 @@ async fn desk_picker_notes_transfer_and_an_auto_reply_in_the_pages() {
         .await
         .expect("settings");
     staff.wait_css("[data-testid=desk-settings]").await;
+    staff
+        .wait_js(
+            "the desk's 50 responses are listed in the panel",
+            UI_WAIT,
+            "return document.querySelectorAll('[data-testid=canned-admin-item]').length;",
+            vec![],
+            |v| v == 50,
+        )
+        .await;
+    // A new response from the panel: saved for the desk, and in the picker at once.
+    staff
+        .wait_css("[data-testid=canned-code]")
+        .await
+        .send_keys("/bye")
+        .await
+        .expect("code");
+    staff
+        .wait_css("[data-testid=canned-body]")
+        .await
+        .send_keys("Good luck at the tables, {gre_name} signing off.")
+        .await
+        .expect("body");
+    staff
+        .wait_css("[data-testid=canned-save]")
+        .await
+        .click()
+        .await
+        .expect("save");
+    staff
+        .wait_js(
+            "the new response is listed",
+            UI_WAIT,
+            "return document.querySelectorAll('[data-testid=canned-admin-item]').length;",
+            vec![],
+            |v| v == 51,
+        )
+        .await;
+    assert_eq!(
+        db_one_i64(
+            &db,
+            "select count(*) from gre_canned_responses where short_code = 'bye' and created_by = 'staff-7'"
+        )
+        .await,
+        1
+    );
     staff.screenshot("console-desk-settings.png").await;
     assert!(
         opened_in < Duration::from_secs(2),
