@@ -32,6 +32,9 @@ pub(crate) enum ChatError {
     /// Only the staff's status change can run into it (REST): a second open session.
     #[error("the player already has an open session")]
     Conflict,
+    /// Only the desk's REST API can run into it: a canned response's short code in use.
+    #[error("that short code is already in use")]
+    Duplicate,
     #[error("the database refused the message")]
     Invalid,
     #[error("database unavailable, try again")]
@@ -50,6 +53,7 @@ impl From<StoreError> for ChatError {
             StoreError::Refused(Refusal::SessionClosed) => ChatError::SessionClosed,
             StoreError::Refused(Refusal::ChatGate) => ChatError::ChatDisabled,
             StoreError::Refused(Refusal::OpenSessionExists) => ChatError::Conflict,
+            StoreError::Refused(Refusal::Duplicate) => ChatError::Duplicate,
             e if e.is_constraint_violation() => {
                 tracing::debug!(error = %e, "rejected by a constraint");
                 ChatError::Invalid
@@ -75,7 +79,7 @@ impl ChatError {
             ChatError::NotYours | ChatError::StaffOnly => ErrorCode::Forbidden,
             ChatError::SessionClosed => ErrorCode::SessionClosed,
             ChatError::ChatDisabled => ErrorCode::ChatDisabled,
-            ChatError::Conflict => return None,
+            ChatError::Conflict | ChatError::Duplicate => return None,
             ChatError::Invalid => ErrorCode::InvalidMessage,
             ChatError::Unavailable => ErrorCode::Unavailable,
             ChatError::Internal => ErrorCode::Internal,

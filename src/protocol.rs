@@ -477,6 +477,36 @@ pub fn staff_presence_frame(
         .to_string()
 }
 
+/// To staff: a canned response was added or changed (`canned_response_updated`), or deleted
+/// (`canned_response_deleted`); `cannedResponse` is its wire JSON (docs/protocol.md, "The GRE desk").
+pub fn canned_response_frame(deleted: bool, json: &RawValue) -> String {
+    let kind = if deleted {
+        "canned_response_deleted"
+    } else {
+        "canned_response_updated"
+    };
+    format!(r#"{{"type":"{kind}","cannedResponse":{}}}"#, json.get())
+}
+
+/// To staff only: an internal note was added (`internal_note`), or a session was transferred
+/// (`session_transferred`, with the transfer's record). Never to a player.
+pub fn internal_note_frame(transfer: bool, json: &RawValue) -> String {
+    let kind = if transfer {
+        "session_transferred"
+    } else {
+        "internal_note"
+    };
+    format!(r#"{{"type":"{kind}","note":{}}}"#, json.get())
+}
+
+/// To staff: the desk settings or a GRE's capacity changed; `settings` is all of them.
+pub fn desk_settings_frame(json: &RawValue) -> String {
+    format!(
+        r#"{{"type":"desk_settings_updated","settings":{}}}"#,
+        json.get()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ import { api, fetchAllPages, fetchChangedRange } from './lib/api.js';
 import { bindComposer } from './lib/composer.js';
 import { attachmentNode, bindAttachments } from './lib/attachments.js';
 import { $, h } from './lib/dom.js';
+import { Desk } from './lib/desk.js';
 import { compareCursor, maxCursor, newClientMessageId } from './lib/ids.js';
 import { bindConnectionStatus } from './lib/relay.js';
 import { bindSignIn } from './lib/signin.js';
@@ -68,6 +69,20 @@ const state = {
   closeArmed: null,
   errorTimer: null,
 };
+
+// The GRE desk (lib/desk.js): canned responses, transfers, internal notes, desk settings. Built
+// before the composer is bound, so its picker sees Enter first.
+const desk = new Desk({
+  token: () => auth.token,
+  me: () => ({ id: state.me, name: state.myName }),
+  session: (id) => state.sessions.get(id),
+  thread: () => (state.thread ? state.thread.sessionId : null),
+  presence: () => state.presence,
+  replyInput: ui.replyInput,
+  anchor: $('.thread-head'),
+  topbar: $('#sign-out'),
+  onError: (text) => showActionError(text),
+});
 
 const view = new ThreadView(ui.scroller, ui.threadList, {
   viewer: 'gre',
@@ -132,6 +147,7 @@ function forget() {
   state.presence.clear();
   typing.clear();
   view.clear();
+  desk.reset();
   renderList();
   renderThread();
   renderPresence();
@@ -171,6 +187,7 @@ function onAuthenticated(frame) {
   state.presence.clear(); // the relay now sends who is online
   renderPresence();
   loadSessions();
+  desk.load();
   const t = state.thread;
   if (t) {
     t.lastMarked = null;
@@ -217,13 +234,14 @@ function onFrame(f) {
       if (f.greId) {
         state.presence.set(f.greId, f);
         renderPresence();
+        desk.onFrame(f);
       }
       break;
     case 'error':
       onError(f);
       break;
     default:
-      break; // gre_presence, unsubscribed: nothing to show
+      desk.onFrame(f); // the desk's events; gre_presence, unsubscribed: nothing to show
   }
 }
 
@@ -610,6 +628,7 @@ function select(sessionId) {
   renderThread();
   renderList();
   loadThread();
+  desk.showThread(sessionId);
   ui.replyInput.focus();
 }
 
@@ -693,6 +712,7 @@ function renderThreadHead() {
   ui.assign.textContent = s.assignedGreId && s.assignedGreId === state.me ? 'Unassign' : 'Assign to me';
   ui.closedNote.hidden = !closed;
   ui.composer.hidden = closed;
+  desk.renderTransferTargets();
 }
 
 function renderTyping() {

@@ -9,7 +9,8 @@
 --         no function of gre_relay is executable by PUBLIC or anon; authenticated and
 --         service_role may execute the invoker-rights ones (they run with the caller's own
 --         rights: policies and triggers call them as the caller) and, of the security definer
---         ones, only the two that act on the caller's own JWT (triggers/05).
+--         ones, only the two that act on the caller's own JWT (triggers/05) and
+--         desk_transfer (triggers/80_desk_transfer.sql), which checks the caller's JWT.
 --         on plain PostgreSQL, auth.jwt() and auth.uid() (which sql/0001 created because they
 --         were missing) likewise lose EXECUTE for PUBLIC and anon; on Supabase they belong to
 --         Supabase and are left alone.
@@ -39,7 +40,9 @@ begin
     select p.oid::pg_catalog.regprocedure::text as sig,
            not p.prosecdef
              or p.oid in ('gre_relay.caller_may_chat()'::pg_catalog.regprocedure,
-                          'gre_relay.take_direct_write()'::pg_catalog.regprocedure) as callable
+                          'gre_relay.take_direct_write()'::pg_catalog.regprocedure)
+             -- triggers/80_desk_transfer.sql: checks its caller's JWT itself.
+             or p.proname = 'desk_transfer' as callable
       from pg_catalog.pg_proc p
      where p.pronamespace = 'gre_relay'::pg_catalog.regnamespace
        and p.prokind = 'f'

@@ -39,6 +39,8 @@ pub enum Refusal {
     /// The upload a message names is not there for this sender (never made, sent already,
     /// swept after `storage.unused_upload_seconds`, or someone else's).
     NoUpload,
+    /// Another row holds the unique value (a canned response's short code).
+    Duplicate,
 }
 
 impl From<PoolError> for StoreError {

@@ -53,6 +53,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("sql/0180_relay_event_key.sql"),
     migration!("sql/0190_versioned_and_repeatable.sql"),
     migration!("sql/0220_message_attachments.sql"),
+    migration!("sql/0210_desk.sql"),
     migration!("triggers/05_writer_helpers.sql"),
     migration!("triggers/07_wire_json.sql"),
     migration!("triggers/10_message_before_insert.sql"),
@@ -63,6 +64,10 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("triggers/60_message_push_notification.sql"),
     migration!("triggers/70_direct_write_policies.sql"),
     migration!("triggers/85_message_attachment_rules.sql"),
+    migration!("triggers/80_desk_assignment.sql"),
+    migration!("triggers/80_desk_auto_reply.sql"),
+    migration!("triggers/80_desk_tables.sql"),
+    migration!("triggers/80_desk_transfer.sql"),
 ];
 
 /// Checksums that released versions of a versioned file had before versioned files were frozen

@@ -1,5 +1,5 @@
 //! `db/`: everything the relay does on its connection pool. One file per topic:
-//! [`sessions`], [`messages`], [`attachments`], [`presence`], [`chat_access`], [`relay`]; the pool, connection and
+//! [`sessions`], [`messages`], [`attachments`], [`presence`], [`chat_access`], [`relay`], [`desk`]; the pool, connection and
 //! TLS set-up ([`conn`]); the storage error ([`error`]); the migration runner ([`migrate`]).
 //!
 //! SQL is always parameterized. Messages and sessions come back already in wire JSON
@@ -12,6 +12,7 @@
 mod attachments;
 mod chat_access;
 mod conn;
+mod desk;
 mod error;
 mod messages;
 pub mod migrate;
@@ -22,6 +23,7 @@ mod sessions;
 pub(crate) use attachments::{owner_key, NewUpload};
 pub(crate) use chat_access::SharedRules;
 pub use conn::{pg_config, tls_connector};
+pub(crate) use desk::{CannedInput, DeskSettingsInput, Transfer};
 pub use error::{Refusal, StoreError};
 pub(crate) use messages::{Author, PlayerSend};
 

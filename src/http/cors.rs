@@ -19,7 +19,7 @@ use hyper::header::{
 /// Headers a browser may send on a cross-origin REST call: the contract's three, plus the one
 /// supabase-js adds to every request it makes.
 const ALLOW_HEADERS: &str = "authorization, content-type, apikey, x-client-info";
-const ALLOW_METHODS: &str = "GET, POST, PUT, OPTIONS";
+const ALLOW_METHODS: &str = "GET, POST, PUT, DELETE, OPTIONS";
 /// What a page may read of a response besides the simple headers.
 const EXPOSE_HEADERS: &str = "retry-after";
 /// Seconds a browser may cache a preflight answer.

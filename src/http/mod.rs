@@ -1,6 +1,6 @@
 //! `http/`: the front door on the relay's one port. This file routes: the WebSocket upgrade at
-//! `/ws` (handed to `ws/`), the REST API ([`rest`]), health ([`health`]), metrics ([`metrics`])
-//! and the browser pages ([`pages`]); [`cors`] adds the allowed-origin headers to every answer.
+//! `/ws` (handed to `ws/`), the REST API ([`rest`], and the GRE desk's, [`desk`]), health
+//! ([`health`]), metrics ([`metrics`]) and the browser pages ([`pages`]); [`cors`] adds the allowed-origin headers to every answer.
 //! Responses are JSON ([`response`]), errors included ([`error`]).
 //!
 //! Must not touch: the database except through `chat` and `db`'s queries; the hub (sockets
@@ -9,6 +9,7 @@
 mod attachments;
 mod bodies;
 pub(crate) mod cors;
+mod desk;
 pub(crate) mod error;
 mod health;
 mod metrics;
@@ -73,6 +74,7 @@ pub(crate) async fn handle(
         (_, "/metrics") => not_allowed("GET"),
         (&Method::GET, p) if pages::is_page(p) => pages::serve(p),
         (_, p) if attachments::is_attachment_path(p) => attachments::handle(req, &app).await,
+        (_, p) if p.starts_with("/api/gre-admin/desk/") => desk::handle(req, &app).await,
         _ => match rest::handle(req, app.clone()).await {
             Some(res) => res,
             None => error_response(

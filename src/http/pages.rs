@@ -66,6 +66,16 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../static/lib/composer.js"),
     },
     Asset {
+        path: "/static/desk.css",
+        content_type: CSS,
+        body: include_str!("../../static/desk.css"),
+    },
+    Asset {
+        path: "/static/lib/desk.js",
+        content_type: JS,
+        body: include_str!("../../static/lib/desk.js"),
+    },
+    Asset {
         path: "/static/lib/dom.js",
         content_type: JS,
         body: include_str!("../../static/lib/dom.js"),

@@ -263,7 +263,7 @@ pub(super) fn caller_key(identity: &Identity) -> String {
     }
 }
 
-fn require_staff(identity: &Identity) -> Result<&str, ApiError> {
+pub(super) fn require_staff(identity: &Identity) -> Result<&str, ApiError> {
     match identity {
         Identity::Staff { staff_id, .. } => Ok(staff_id),
         Identity::Player { .. } => Err(ApiError::new(
@@ -289,14 +289,18 @@ fn param_player_id(params: &HashMap<String, String>) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad_request("playerId must be a positive integer"))
 }
 
-fn param_uuid(params: &HashMap<String, String>, name: &str) -> Result<Uuid, ApiError> {
+pub(super) fn param_uuid(params: &HashMap<String, String>, name: &str) -> Result<Uuid, ApiError> {
     params
         .get(name)
         .and_then(|p| p.parse::<Uuid>().ok())
         .ok_or_else(|| ApiError::bad_request("sessionId must be a UUID"))
 }
 
-fn limit_param(query: &HashMap<String, String>, default: i64, max: i64) -> Result<i64, ApiError> {
+pub(super) fn limit_param(
+    query: &HashMap<String, String>,
+    default: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
     match query.get("limit").filter(|l| !l.is_empty()) {
         None => Ok(default),
         Some(l) => l
@@ -415,7 +419,7 @@ async fn drain_body(req: Request<Incoming>, app: &AppState) -> Result<(), ApiErr
 }
 
 /// Reads and parses a body of type `T` (`bodies.rs`).
-async fn read_body<T: serde::de::DeserializeOwned>(
+pub(super) async fn read_body<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
     app: &AppState,
 ) -> Result<T, ApiError> {

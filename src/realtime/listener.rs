@@ -500,6 +500,29 @@ impl Listener {
                 }
                 None => self.ignore(&"names a GRE with no presence row"),
             },
+            // The desk (issue 13): staff-only frames. Internal notes above all never reach a
+            // player's socket: they are broadcast to staff connections only.
+            Hint::CannedResponse(id) => match self.store.canned_response(id).await? {
+                Some((deleted, json)) => actions.push(Action::Broadcast {
+                    frame: Utf8Bytes::from(protocol::canned_response_frame(deleted, &json)),
+                    staff_only: true,
+                }),
+                None => self.ignore(&"names a canned response that does not exist"),
+            },
+            Hint::InternalNote(id) => match self.store.internal_note(id).await? {
+                Some((transfer, json)) => actions.push(Action::Broadcast {
+                    frame: Utf8Bytes::from(protocol::internal_note_frame(transfer, &json)),
+                    staff_only: true,
+                }),
+                None => self.ignore(&"names an internal note that does not exist"),
+            },
+            Hint::DeskSettings => {
+                let json = self.store.desk_settings().await?;
+                actions.push(Action::Broadcast {
+                    frame: Utf8Bytes::from(protocol::desk_settings_frame(&json)),
+                    staff_only: true,
+                });
+            }
             Hint::Relayed(sealed) => match self.key.open(&sealed, super::notify::now_ms()) {
                 Ok((origin, event)) => {
                     if let Some(a) = self.relayed(origin, event).await? {

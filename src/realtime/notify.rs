@@ -3,8 +3,9 @@
 //!
 //! Anyone with a database login can `pg_notify('gre_relay', ...)` and anyone can `LISTEN`, so a
 //! payload is a *hint*, never a source of truth:
-//! - the triggers (triggers/20, 40, 50) send identifiers only: message ids, a session id, a
-//!   session's cursor range, a GRE id. No text, name or player id. The listener reads the rows
+//! - the triggers (triggers/20, 40, 50, 80) send identifiers only: message ids, a session id, a
+//!   session's cursor range, a GRE id, a canned response's or an internal note's id. No text,
+//!   name or player id. The listener reads the rows
 //!   it was told about and routes only from what it read;
 //! - events that are relayed but never stored (typing, messages_read) are sent by relays only,
 //!   with typed fields and an HMAC-SHA256 made with a key only relays can read
@@ -95,6 +96,13 @@ pub enum Hint {
     Session(Uuid),
     /// `{"k":"p","greId":...}`: this GRE's presence changed.
     Presence(String),
+    /// `{"k":"c","id":...}`: this canned response was added, changed or deleted
+    /// (triggers/80_desk_tables.sql).
+    CannedResponse(Uuid),
+    /// `{"k":"n","id":...}`: this internal note (or transfer record) was added.
+    InternalNote(Uuid),
+    /// `{"k":"d"}`: the desk settings or a GRE's capacity changed.
+    DeskSettings,
     /// `{"k":"e","v":{...},"mac":"..."}`: an event another relay relayed; not yet verified
     /// (see [`RelayKey::open`]).
     Relayed(SealedEvent),
@@ -219,6 +227,23 @@ impl Hint {
                     return Err(HintError::Value("greId is 1 to 200 bytes"));
                 }
                 Ok(Hint::Presence(gre_id))
+            }
+            "c" | "n" => {
+                let kind = if w.k == "c" { "c" } else { "n" };
+                only(kind, &["id"])?;
+                match w.id {
+                    Some(id) if !id.is_nil() => Ok(if kind == "c" {
+                        Hint::CannedResponse(id)
+                    } else {
+                        Hint::InternalNote(id)
+                    }),
+                    Some(_) => Err(HintError::Value("the nil UUID names no row")),
+                    None => Err(missing(kind, "id")),
+                }
+            }
+            "d" => {
+                only("d", &[])?;
+                Ok(Hint::DeskSettings)
             }
             "e" => {
                 only("e", &["v", "mac"])?;
@@ -433,6 +458,37 @@ mod tests {
 
     fn id() -> Uuid {
         Uuid::new_v4()
+    }
+
+    #[test]
+    fn parses_the_desk_hints() {
+        let a = id();
+        assert_eq!(
+            Hint::parse(&format!(r#"{{"k":"c","id":"{a}"}}"#)),
+            Ok(Hint::CannedResponse(a))
+        );
+        assert_eq!(
+            Hint::parse(&format!(r#"{{"k":"n","id":"{a}"}}"#)),
+            Ok(Hint::InternalNote(a))
+        );
+        assert_eq!(Hint::parse(r#"{"k":"d"}"#), Ok(Hint::DeskSettings));
+        // Identifiers only, as the triggers send them: anything more is not ours.
+        assert!(Hint::parse(&format!(r#"{{"k":"n","id":"{a}","note":"x"}}"#)).is_err());
+        assert_eq!(
+            Hint::parse(&format!(r#"{{"k":"d","id":"{a}"}}"#)),
+            Err(HintError::Unexpected {
+                kind: "d",
+                field: "id"
+            })
+        );
+        assert_eq!(
+            Hint::parse(r#"{"k":"c"}"#),
+            Err(HintError::Missing {
+                kind: "c",
+                field: "id"
+            })
+        );
+        assert!(Hint::parse(&format!(r#"{{"k":"c","id":"{}"}}"#, Uuid::nil())).is_err());
     }
 
     #[test]

@@ -441,6 +441,8 @@ async fn chat_and_console_talk_live() {
     require_browser();
     let env = TestEnv::start().await;
     let db = env.db().await;
+    // About the pages themselves: the desk's automatic assignment and auto-replies stay out.
+    desk_off(&db).await;
     // The pages and their assets, as the relay serves them.
     for (path, kind) in [
         ("/console", "text/html; charset=utf-8"),
@@ -781,6 +783,8 @@ async fn pages_reconnect_and_resume_after_a_relay_restart() {
     require_browser();
     let env = TestEnv::start().await;
     let db = env.db().await;
+    // About the pages themselves: the desk's automatic assignment and auto-replies stay out.
+    desk_off(&db).await;
     let mut relay = RelayProcess::spawn(&env.url).await;
     let port: u16 = relay
         .http_base
@@ -896,6 +900,8 @@ async fn pages_say_when_the_sign_in_ran_out_and_resume_with_a_new_token() {
     settings.auth.leeway_seconds = 0;
     let env = TestEnv::start_with(settings).await;
     let db = env.db().await;
+    // About the pages themselves: the desk's automatic assignment and auto-replies stay out.
+    desk_off(&db).await;
     let session = env.open_session(61).await;
     insert_gre_message(&db, session, "Hello before the expiry").await;
 
@@ -1031,6 +1037,8 @@ async fn pages_show_the_new_statuses_after_one_statement_changed_many_messages()
     require_browser();
     let env = TestEnv::start().await;
     let db = env.db().await;
+    // About the pages themselves: the desk's automatic assignment and auto-replies stay out.
+    desk_off(&db).await;
     let session = env.open_session(62).await;
     // 150 player messages in one statement: more than the 100 the relay announces one by one,
     // so marking them read reaches clients as one messages_updated frame.
@@ -1131,6 +1139,30 @@ async fn an_image_attached_in_chat_shows_in_the_console() {
     let session = env.open_session(29).await;
     let image = crate::attachments::gradient_png(160, 120);
     let encoded = base64::engine::general_purpose::STANDARD.encode(&image);
+/// The GRE desk in the pages (issue 13): with 200 open sessions and 50 canned responses, the
+/// console's picker opens on "/", filters as one types, takes arrow keys and Enter, and inserts
+/// the expanded text for editing; internal notes are added and shown apart (never in /chat); a
+/// transfer writes its line in both pages; and the player sees the auto-reply of a busy desk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desk_picker_notes_transfer_and_an_auto_reply_in_the_pages() {
+    require_browser();
+    let env = TestEnv::start().await;
+    let db = env.db().await;
+    // Automatic assignment off, so the console's GRE does not take the player at once and the
+    // player meets a busy desk.
+    db.batch_execute(
+        "update gre_desk_settings set auto_assign = false; \
+         insert into gre_canned_responses (short_code, title, body) \
+           select 'c' || lpad(g::text, 2, '0'), 'Canned ' || g, 'Canned answer number ' || g || ' for {player_id}' \
+             from generate_series(0, 48) g; \
+         insert into gre_canned_responses (short_code, title, body) \
+           values ('table', 'Table ready', 'Hi player {player_id}, your table is ready. {gre_name}'); \
+         insert into gre_chat_sessions (player_id) select g from generate_series(100000, 100199) g; \
+         insert into gre_chat_messages (session_id, sender, message) \
+           select id, 'player', 'Hello from ' || player_id from gre_chat_sessions;",
+    )
+    .await
+    .expect("desk data");
 
     let driver = Chromedriver::start().await;
     let (staff, player) = tokio::join!(driver.browser("console"), driver.browser("chat"));
@@ -1238,4 +1270,226 @@ async fn an_image_attached_in_chat_shows_in_the_console() {
     staff.assert_no_console_errors().await;
     player.close().await;
     staff.close().await;
+    player.send("Is anyone there?").await;
+    player
+        .wait_message(
+            "Thanks for your message. All our GREs are busy right now: one of us will be with you as soon as possible.",
+        )
+        .await;
+    player.screenshot("chat-auto-reply.png").await;
+
+    staff
+        .sign_in(env.http_url("/console"), staff_token("staff-7"))
+        .await;
+    let session = open_session_of(&db, 29).await;
+    staff.open_thread(session).await;
+    staff.wait_message("Is anyone there?").await;
+    let shown = staff
+        .js(
+            "return document.querySelectorAll('[data-testid=session-item]').length;",
+            vec![],
+        )
+        .await;
+    assert_eq!(shown, json!(201), "every open session is listed");
+
+    // "/" opens the picker; typing filters it; Enter inserts, expanded, without sending.
+    let input = staff.wait_css("[data-testid=reply-input]").await;
+    let started = std::time::Instant::now();
+    input.send_keys("/").await.expect("slash");
+    staff.wait_css("[data-testid=canned-picker]").await;
+    let opened_in = started.elapsed();
+    staff
+        .wait_js(
+            "the picker lists the first eight responses",
+            UI_WAIT,
+            "return document.querySelectorAll('[data-testid=canned-option]').length;",
+            vec![],
+            |v| v == 8,
+        )
+        .await;
+    staff.screenshot("console-canned-picker.png").await;
+    input.send_keys("c0").await.expect("filter");
+    input.send_keys(&Key::Down).await.expect("down");
+    staff
+        .wait_js(
+            "the second option is active",
+            UI_WAIT,
+            "const a = document.querySelector('[data-testid=canned-option].is-active'); \
+             return a ? a.textContent : null;",
+            vec![],
+            |v| v.as_str().is_some_and(|t| t.starts_with("/c01")),
+        )
+        .await;
+    input.send_keys(&Key::Enter).await.expect("enter");
+    staff
+        .wait_js(
+            "the response is in the reply box, expanded",
+            UI_WAIT,
+            "return document.querySelector('[data-testid=reply-input]').value;",
+            vec![],
+            |v| v == "Canned answer number 1 for 29",
+        )
+        .await;
+    // Not sent: edit it away and take /table instead, then add to it and send.
+    staff
+        .js(
+            "const i = document.querySelector('[data-testid=reply-input]'); i.value = ''; \
+             i.dispatchEvent(new Event('input'));",
+            vec![],
+        )
+        .await;
+    input.send_keys("/tab").await.expect("filter");
+    staff
+        .wait_js(
+            "one match",
+            UI_WAIT,
+            "return Array.from(document.querySelectorAll('[data-testid=canned-option]')).map(e => e.textContent);",
+            vec![],
+            |v| v.as_array().is_some_and(|a| a.len() == 1),
+        )
+        .await;
+    input.send_keys(&Key::Enter).await.expect("pick");
+    input.send_keys(" Enjoy!").await.expect("edit");
+    input.send_keys(&Key::Enter).await.expect("send");
+    let text = "Hi player 29, your table is ready. Anna Enjoy!";
+    player.wait_message(text).await;
+    staff.wait_message(text).await;
+
+    // An internal note: shown in the notes panel, never in /chat.
+    let secret = "Regular at the 2/5 table, prefers seat 3";
+    staff
+        .wait_css("[data-testid=internal-notes] summary")
+        .await
+        .click()
+        .await
+        .expect("open notes");
+    let note = staff.wait_css("[data-testid=note-input]").await;
+    note.send_keys(secret).await.expect("note");
+    staff
+        .wait_css("[data-testid=note-add]")
+        .await
+        .click()
+        .await
+        .expect("add note");
+    staff
+        .wait_js(
+            "the note is listed",
+            UI_WAIT,
+            "return Array.from(document.querySelectorAll('[data-testid=internal-note]')).map(e => e.textContent).join('|');",
+            vec![],
+            |v| v.as_str().is_some_and(|t| t.contains(secret)),
+        )
+        .await;
+
+    // Take the chat, then hand it back to the queue with a note: the line shows in both pages.
+    staff
+        .wait_css("[data-testid=assign]")
+        .await
+        .click()
+        .await
+        .expect("assign");
+    staff
+        .wait_js(
+            "assigned to me",
+            UI_WAIT,
+            "return document.querySelector('[data-testid=transfer-submit]').disabled;",
+            vec![],
+            |v| v == false,
+        )
+        .await;
+    staff
+        .wait_css("[data-testid=transfer-note]")
+        .await
+        .send_keys("Going on break")
+        .await
+        .expect("transfer note");
+    staff
+        .wait_css("[data-testid=transfer-submit]")
+        .await
+        .click()
+        .await
+        .expect("transfer");
+    let line = "Anna passed the chat to the next available GRE";
+    staff.wait_message(line).await;
+    player.wait_message(line).await;
+    staff
+        .wait_js(
+            "the transfer is recorded in the notes",
+            UI_WAIT,
+            "return document.querySelectorAll('[data-testid=internal-note]').length;",
+            vec![],
+            |v| v == 2,
+        )
+        .await;
+    staff.screenshot("console-desk-thread.png").await;
+    let page = player.js("return document.body.textContent;", vec![]).await;
+    let page = page.as_str().unwrap_or_default();
+    assert!(
+        !page.contains(secret) && !page.contains("Going on break"),
+        "{page}"
+    );
+    player.screenshot("chat-transfer.png").await;
+
+    // The settings panel.
+    staff
+        .wait_css("[data-testid=desk-settings-toggle]")
+        .await
+        .click()
+        .await
+        .expect("settings");
+    staff.wait_css("[data-testid=desk-settings]").await;
+    staff
+        .wait_js(
+            "the desk's 50 responses are listed in the panel",
+            UI_WAIT,
+            "return document.querySelectorAll('[data-testid=canned-admin-item]').length;",
+            vec![],
+            |v| v == 50,
+        )
+        .await;
+    // A new response from the panel: saved for the desk, and in the picker at once.
+    staff
+        .wait_css("[data-testid=canned-code]")
+        .await
+        .send_keys("/bye")
+        .await
+        .expect("code");
+    staff
+        .wait_css("[data-testid=canned-body]")
+        .await
+        .send_keys("Good luck at the tables, {gre_name} signing off.")
+        .await
+        .expect("body");
+    staff
+        .wait_css("[data-testid=canned-save]")
+        .await
+        .click()
+        .await
+        .expect("save");
+    staff
+        .wait_js(
+            "the new response is listed",
+            UI_WAIT,
+            "return document.querySelectorAll('[data-testid=canned-admin-item]').length;",
+            vec![],
+            |v| v == 51,
+        )
+        .await;
+    assert_eq!(
+        db_one_i64(
+            &db,
+            "select count(*) from gre_canned_responses where short_code = 'bye' and created_by = 'staff-7'"
+        )
+        .await,
+        1
+    );
+    staff.screenshot("console-desk-settings.png").await;
+    assert!(
+        opened_in < Duration::from_secs(2),
+        "the picker took {opened_in:?} to open"
+    );
+    staff.assert_no_console_errors().await;
+    player.assert_no_console_errors().await;
+    staff.close().await;
+    player.close().await;
 }

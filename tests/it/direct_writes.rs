@@ -335,7 +335,11 @@ async fn supabase_default_grants_are_revoked_and_anon_gets_nothing() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(definer_open, ["caller_may_chat", "take_direct_write"]);
+    // desk_transfer (issue 13) checks its caller's JWT itself: staff only.
+    assert_eq!(
+        definer_open,
+        ["caller_may_chat", "desk_transfer", "take_direct_write"]
+    );
     for table in [
         "settings",
         "direct_write_buckets",
@@ -397,6 +401,8 @@ async fn supabase_default_grants_are_revoked_and_anon_gets_nothing() {
 async fn server_owned_columns_are_the_databases() {
     let env = Db::start(None).await;
     let owner = env.owner().await;
+    // Counts message numbers: no auto-reply in between.
+    desk_off(&owner).await;
     let mut db = env.owner().await;
     let p29 = player(29);
 
@@ -537,6 +543,8 @@ async fn server_owned_columns_are_the_databases() {
 async fn status_only_moves_forward_and_players_mark_only_the_other_side_read() {
     let env = Db::start(None).await;
     let owner = env.owner().await;
+    // Counts the other side's messages: no auto-reply among them.
+    desk_off(&owner).await;
     let mut db = env.owner().await;
     let s29 = open_session(&owner, 29).await;
     let s31 = open_session(&owner, 31).await;

@@ -11,6 +11,7 @@ mod auth;
 mod bench_smoke;
 mod binary;
 mod browser;
+mod desk;
 mod direct_writes;
 mod faults;
 mod layout;

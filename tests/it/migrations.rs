@@ -161,6 +161,8 @@ async fn row_level_security_limits_players_to_their_own_rows() {
     let (pg, _dir) = start_cluster().await;
     migrate::run(&pg.url()).await.expect("migrate");
     let mut db = connect_db(&pg.url()).await;
+    // One message per player, no auto-reply beside it.
+    desk_off(&db).await;
     db.batch_execute(
         "insert into gre_chat_sessions (player_id) values (29), (30);
          insert into gre_chat_messages (session_id, sender, message) select id, 'player', 'hello ' || player_id from gre_chat_sessions;

@@ -553,6 +553,8 @@ async fn bad_bodies_are_refused_and_store_nothing() {
     let env = TestEnv::start().await;
     let api = Api::new(&env);
     let db = env.db().await;
+    // Counts stored messages: no auto-reply among them.
+    desk_off(&db).await;
     let auth = format!("Bearer {}", player_token(29));
     let send = |ct: Option<&'static str>, body: Vec<u8>| {
         let auth = auth.clone();
@@ -1052,6 +1054,8 @@ async fn session_lifecycle_over_rest_reaches_staff_sockets() {
     let env = TestEnv::start().await;
     let api = Api::new(&env);
     let db = env.db().await;
+    // Follows each assignment change itself: no automatic assignment.
+    desk_off(&db).await;
     let staff = staff_token("staff-1");
     let mut staff_ws = env.staff("staff-1").await;
 
@@ -1482,6 +1486,8 @@ async fn concurrent_sends_share_one_session_and_retries_store_once() {
     let env = TestEnv::start().await;
     let api = Api::new(&env);
     let db = env.db().await;
+    // Counts stored messages: no auto-reply among them.
+    desk_off(&db).await;
     let p = player_token(29);
 
     // Ten first messages at once: all stored, all in one session.

@@ -392,6 +392,17 @@ impl RelayProcess {
     }
 }
 
+/// Switches the GRE desk's automatic behaviour off (issue 13, triggers/80_desk_*.sql): no
+/// automatic assignment and no auto-replies, for tests that count a session's messages or its
+/// assignment changes and are about something else.
+pub async fn desk_off(db: &tokio_postgres::Client) {
+    db.batch_execute(
+        "update gre_desk_settings set auto_assign = false, unavailable_text = null, after_hours_text = null",
+    )
+    .await
+    .expect("switch the desk off");
+}
+
 /// Polls `check` every 50 ms until it returns true, failing after `limit`.
 pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
