@@ -1136,33 +1136,11 @@ async fn an_image_attached_in_chat_shows_in_the_console() {
     use base64::Engine;
     require_browser();
     let env = TestEnv::start().await;
+    // The desk off: an auto-reply would be a captioned message beside the photo.
+    desk_off(&env.db().await).await;
     let session = env.open_session(29).await;
     let image = crate::attachments::gradient_png(160, 120);
     let encoded = base64::engine::general_purpose::STANDARD.encode(&image);
-/// The GRE desk in the pages (issue 13): with 200 open sessions and 50 canned responses, the
-/// console's picker opens on "/", filters as one types, takes arrow keys and Enter, and inserts
-/// the expanded text for editing; internal notes are added and shown apart (never in /chat); a
-/// transfer writes its line in both pages; and the player sees the auto-reply of a busy desk.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn desk_picker_notes_transfer_and_an_auto_reply_in_the_pages() {
-    require_browser();
-    let env = TestEnv::start().await;
-    let db = env.db().await;
-    // Automatic assignment off, so the console's GRE does not take the player at once and the
-    // player meets a busy desk.
-    db.batch_execute(
-        "update gre_desk_settings set auto_assign = false; \
-         insert into gre_canned_responses (short_code, title, body) \
-           select 'c' || lpad(g::text, 2, '0'), 'Canned ' || g, 'Canned answer number ' || g || ' for {player_id}' \
-             from generate_series(0, 48) g; \
-         insert into gre_canned_responses (short_code, title, body) \
-           values ('table', 'Table ready', 'Hi player {player_id}, your table is ready. {gre_name}'); \
-         insert into gre_chat_sessions (player_id) select g from generate_series(100000, 100199) g; \
-         insert into gre_chat_messages (session_id, sender, message) \
-           select id, 'player', 'Hello from ' || player_id from gre_chat_sessions;",
-    )
-    .await
-    .expect("desk data");
 
     let driver = Chromedriver::start().await;
     let (staff, player) = tokio::join!(driver.browser("console"), driver.browser("chat"));
@@ -1270,6 +1248,38 @@ async fn desk_picker_notes_transfer_and_an_auto_reply_in_the_pages() {
     staff.assert_no_console_errors().await;
     player.close().await;
     staff.close().await;
+}
+
+/// The GRE desk in the pages (issue 13): with 200 open sessions and 50 canned responses, the
+/// console's picker opens on "/", filters as one types, takes arrow keys and Enter, and inserts
+/// the expanded text for editing; internal notes are added and shown apart (never in /chat); a
+/// transfer writes its line in both pages; and the player sees the auto-reply of a busy desk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desk_picker_notes_transfer_and_an_auto_reply_in_the_pages() {
+    require_browser();
+    let env = TestEnv::start().await;
+    let db = env.db().await;
+    // Automatic assignment off, so the console's GRE does not take the player at once and the
+    // player meets a busy desk.
+    db.batch_execute(
+        "update gre_desk_settings set auto_assign = false; \
+         insert into gre_canned_responses (short_code, title, body) \
+           select 'c' || lpad(g::text, 2, '0'), 'Canned ' || g, 'Canned answer number ' || g || ' for {player_id}' \
+             from generate_series(0, 48) g; \
+         insert into gre_canned_responses (short_code, title, body) \
+           values ('table', 'Table ready', 'Hi player {player_id}, your table is ready. {gre_name}'); \
+         insert into gre_chat_sessions (player_id) select g from generate_series(100000, 100199) g; \
+         insert into gre_chat_messages (session_id, sender, message) \
+           select id, 'player', 'Hello from ' || player_id from gre_chat_sessions;",
+    )
+    .await
+    .expect("desk data");
+
+    let driver = Chromedriver::start().await;
+    let (staff, player) = tokio::join!(driver.browser("console"), driver.browser("chat"));
+    player
+        .sign_in(env.http_url("/chat"), player_token(29))
+        .await;
     player.send("Is anyone there?").await;
     player
         .wait_message(
