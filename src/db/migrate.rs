@@ -52,8 +52,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("sql/0100_direct_writes.sql"),
     migration!("sql/0180_relay_event_key.sql"),
     migration!("sql/0190_versioned_and_repeatable.sql"),
-    migration!("sql/0220_message_attachments.sql"),
     migration!("sql/0210_desk.sql"),
+    migration!("sql/0220_message_attachments.sql"),
     migration!("triggers/05_writer_helpers.sql"),
     migration!("triggers/07_wire_json.sql"),
     migration!("triggers/10_message_before_insert.sql"),
@@ -63,11 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("triggers/50_online_status_notify.sql"),
     migration!("triggers/60_message_push_notification.sql"),
     migration!("triggers/70_direct_write_policies.sql"),
-    migration!("triggers/85_message_attachment_rules.sql"),
     migration!("triggers/80_desk_assignment.sql"),
     migration!("triggers/80_desk_auto_reply.sql"),
     migration!("triggers/80_desk_tables.sql"),
     migration!("triggers/80_desk_transfer.sql"),
+    migration!("triggers/85_message_attachment_rules.sql"),
 ];
 
 /// Checksums that released versions of a versioned file had before versioned files were frozen
