@@ -52,6 +52,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("sql/0100_direct_writes.sql"),
     migration!("sql/0180_relay_event_key.sql"),
     migration!("sql/0190_versioned_and_repeatable.sql"),
+    migration!("sql/0230_analytics_facts.sql"),
     migration!("triggers/05_writer_helpers.sql"),
     migration!("triggers/07_wire_json.sql"),
     migration!("triggers/10_message_before_insert.sql"),
@@ -61,6 +62,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("triggers/50_online_status_notify.sql"),
     migration!("triggers/60_message_push_notification.sql"),
     migration!("triggers/70_direct_write_policies.sql"),
+    migration!("triggers/90_analytics.sql"),
 ];
 
 /// Checksums that released versions of a versioned file had before versioned files were frozen
