@@ -452,6 +452,13 @@ pub fn staff_presence_frame(
         .to_string()
 }
 
+/// To staff: players waiting for an answer now, and since when the longest has waited
+/// (docs/analytics.md); sent when either changes, at most once a second.
+pub fn analytics_live_frame(waiting_now: i64, longest_wait_since: Option<&str>) -> String {
+    json!({"type": "analytics_live", "waitingNow": waiting_now, "longestWaitSince": longest_wait_since})
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -133,6 +133,13 @@ impl Relay {
             .run(shutdown.clone()),
         );
         let presence_task = tokio::spawn(presence.run(shutdown.clone()));
+        let live_waits_task = tokio::spawn(
+            crate::realtime::live_waits::LiveWaitsTask::new(
+                state.deps.store.clone(),
+                state.deps.hub.clone(),
+            )
+            .run(shutdown.clone()),
+        );
         // Do not accept clients before LISTEN is in place: they would miss events.
         let ready = tokio::time::timeout(Duration::from_secs(10), async {
             while !status.is_connected() {
@@ -149,7 +156,7 @@ impl Relay {
         let task = tokio::spawn(accept_loop(
             acceptor,
             state.clone(),
-            vec![listener_task, presence_task],
+            vec![listener_task, presence_task, live_waits_task],
         ));
         Ok(Relay { addr, stop, task })
     }

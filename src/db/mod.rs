@@ -1,5 +1,5 @@
 //! `db/`: everything the relay does on its connection pool. One file per topic:
-//! [`sessions`], [`messages`], [`presence`], [`chat_access`], [`relay`]; the pool, connection and
+//! [`sessions`], [`messages`], [`presence`], [`chat_access`], [`relay`], [`analytics`]; the pool, connection and
 //! TLS set-up ([`conn`]); the storage error ([`error`]); the migration runner ([`migrate`]).
 //!
 //! SQL is always parameterized. Messages and sessions come back already in wire JSON
@@ -9,6 +9,7 @@
 //! Must not touch: anything above it (`realtime/`, `chat`, `ws/`, `http/`, `state`). Not here:
 //! the LISTEN connection (`realtime/listener.rs` owns a dedicated, unpooled one).
 
+mod analytics;
 mod chat_access;
 mod conn;
 mod error;
@@ -18,6 +19,7 @@ mod presence;
 mod relay;
 mod sessions;
 
+pub(crate) use analytics::{AnalyticsRow, LiveWaits};
 pub(crate) use chat_access::SharedRules;
 pub use conn::{pg_config, tls_connector};
 pub use error::{Refusal, StoreError};

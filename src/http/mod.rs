@@ -1,11 +1,12 @@
 //! `http/`: the front door on the relay's one port. This file routes: the WebSocket upgrade at
-//! `/ws` (handed to `ws/`), the REST API ([`rest`]), health ([`health`]), metrics ([`metrics`])
+//! `/ws` (handed to `ws/`), the REST API ([`rest`]; the analytics report: [`analytics`]), health ([`health`]), metrics ([`metrics`])
 //! and the browser pages ([`pages`]); [`cors`] adds the allowed-origin headers to every answer.
 //! Responses are JSON ([`response`]), errors included ([`error`]).
 //!
 //! Must not touch: the database except through `chat` and `db`'s queries; the hub (sockets
 //! subscribe from `ws/`); the LISTEN connection.
 
+mod analytics;
 mod bodies;
 pub(crate) mod cors;
 pub(crate) mod error;
@@ -71,6 +72,8 @@ pub(crate) async fn handle(
         (&Method::GET, "/metrics") => metrics::render(&app),
         (_, "/metrics") => not_allowed("GET"),
         (&Method::GET, p) if pages::is_page(p) => pages::serve(p),
+        (&Method::GET, "/api/gre-admin/analytics") => analytics::handle(req, app.clone()).await,
+        (_, "/api/gre-admin/analytics") => not_allowed("GET"),
         _ => match rest::handle(req, app.clone()).await {
             Some(res) => res,
             None => error_response(

@@ -238,7 +238,10 @@ async fn dispatch(
     }
 }
 
-async fn authenticate(req: &Request<Incoming>, app: &AppState) -> Result<Identity, ApiError> {
+pub(super) async fn authenticate(
+    req: &Request<Incoming>,
+    app: &AppState,
+) -> Result<Identity, ApiError> {
     let verified = app.deps.verifier.verify_headers(req.headers()).await;
     verified.map(|v| v.identity).map_err(|e| match e {
         // A valid credential that grants nothing here: 403, not "who are you".
@@ -260,7 +263,7 @@ fn caller_key(identity: &Identity) -> String {
     }
 }
 
-fn require_staff(identity: &Identity) -> Result<&str, ApiError> {
+pub(super) fn require_staff(identity: &Identity) -> Result<&str, ApiError> {
     match identity {
         Identity::Staff { staff_id, .. } => Ok(staff_id),
         Identity::Player { .. } => Err(ApiError::new(
@@ -271,7 +274,7 @@ fn require_staff(identity: &Identity) -> Result<&str, ApiError> {
     }
 }
 
-fn query_params(req: &Request<Incoming>) -> HashMap<String, String> {
+pub(super) fn query_params(req: &Request<Incoming>) -> HashMap<String, String> {
     req.uri()
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
