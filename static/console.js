@@ -11,6 +11,7 @@ import { bindSignIn } from './lib/signin.js';
 import { ThreadView } from './lib/thread.js';
 import { coalesce, parseTime, shortWhen } from './lib/time.js';
 import { TypingSender, TypingTracker } from './lib/typing.js';
+import { Reports } from './reports.js';
 
 /** How long arriving messages are gathered before one mark_read acknowledges them. */
 const MARK_READ_DELAY_MS = 250;
@@ -114,7 +115,11 @@ const auth = bindSignIn({
   },
 });
 
+/** The Reports view (reports.js): its own tab, fed by REST and the analytics_live frame. */
+const reports = new Reports(() => auth.token);
+
 function boot() {
+  reports.bind();
   bindList();
   bindThread();
   auth.start();
@@ -210,6 +215,9 @@ function onFrame(f) {
       break;
     case 'messages_read':
       onMessagesRead(f);
+      break;
+    case 'analytics_live':
+      reports.onLive(f);
       break;
     case 'staff_presence':
       if (f.greId) {

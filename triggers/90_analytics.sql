@@ -248,8 +248,8 @@ begin
      and not gre_relay.jwt_is_staff() then
     raise exception 'gre_chat_analytics: GRE staff only' using errcode = 'insufficient_privilege';
   end if;
-  if p_group is null or p_group not in ('total', 'day', 'hour_of_week', 'gre') then
-    raise exception 'gre_chat_analytics: group must be total, day, hour_of_week or gre'
+  if p_group is null or p_group not in ('total', 'day', 'hour_of_week', 'gre', 'first_response') then
+    raise exception 'gre_chat_analytics: group must be total, day, hour_of_week, gre or first_response'
       using errcode = 'invalid_parameter_value';
   end if;
   if p_from is null or p_to is null or p_from >= p_to or p_to - p_from > interval '400 days' then
@@ -295,19 +295,26 @@ begin
       from ep
   ),
   -- One row per (key, episode) and what it counts for under that key: in the time groups one
-  -- key per episode; by GRE, the assignee, each replier and the first responder separately.
+  -- key per episode; by GRE, the assignee, each replier and the first responder separately; by
+  -- first response, the episodes that have one, keyed by its bucket (b).
   ep_keyed as (
-    select case when p_group = 'gre' then null else ep2.opened_at end as t, null::text as g,
+    select case when p_group in ('gre', 'first_response') then null else ep2.opened_at end as t,
+           case when p_group = 'first_response' then
+             case when ep2.frt < 60 then 0 when ep2.frt < 120 then 1 when ep2.frt < 300 then 2
+                  when ep2.frt < 600 then 3 when ep2.frt < 1800 then 4 when ep2.frt < 3600 then 5
+                  else 6 end
+           end as b,
+           null::text as g,
            1 as s, (cardinality(ep2.repliers) > 0)::integer as sr, ep2.frt, ep2.unans, ep2.res
-      from ep2 where p_group <> 'gre'
+      from ep2 where p_group <> 'gre' and (p_group <> 'first_response' or ep2.frt is not null)
     union all
-    select null, ep2.assigned_gre_id, 1, 0, null, ep2.unans, ep2.res
+    select null, null, ep2.assigned_gre_id, 1, 0, null, ep2.unans, ep2.res
       from ep2 where p_group = 'gre' and ep2.assigned_gre_id is not null
     union all
-    select null, r.gre, 0, 1, null, 0, null
+    select null, null, r.gre, 0, 1, null, 0, null
       from ep2 cross join unnest(ep2.repliers) as r(gre) where p_group = 'gre'
     union all
-    select null, ep2.first_reply_gre, 0, 0, ep2.frt, 0, null
+    select null, null, ep2.first_reply_gre, 0, 0, ep2.frt, 0, null
       from ep2 where p_group = 'gre' and ep2.first_reply_gre is not null
   ),
   rp as (
@@ -334,7 +341,7 @@ begin
   -- Keys: an integer for the time groups (days since 2000-01-01, or ISO day * 100 + hour, in
   -- p_tz; 0 for total), text for GREs. Formatted once per group at the end.
   e_agg as (
-    select gre_relay.analytics_key(p_group, k.t, p_tz) as kn, k.g,
+    select coalesce(k.b, gre_relay.analytics_key(p_group, k.t, p_tz)) as kn, k.g,
            sum(k.s)::bigint as sessions, sum(k.sr)::bigint as sessions_replied,
            count(k.frt) as first_responses, sum(k.unans)::bigint as unanswered,
            avg(k.frt) as frt_avg,
@@ -348,7 +355,8 @@ begin
            case when p_group = 'gre' then rp.gre_id end as g,
            count(*) as replies, avg(rp.seconds) as reply_avg,
            percentile_cont(array[0.5, 0.9]) within group (order by rp.seconds) as reply_pc
-      from rp where p_group <> 'gre' or rp.gre_id is not null
+      from rp
+     where p_group <> 'first_response' and (p_group <> 'gre' or rp.gre_id is not null)
      group by 1, 2
   ),
   m_agg as (
@@ -356,7 +364,8 @@ begin
            case when p_group = 'gre' then nullif(mc.gre_id, '') end as g,
            coalesce(sum(mc.messages) filter (where mc.sender = 'player' and p_group <> 'gre'), 0)::bigint as pm,
            coalesce(sum(mc.messages) filter (where mc.sender = 'gre'), 0)::bigint as gm
-      from mc where p_group <> 'gre' or mc.sender = 'gre'
+      from mc
+     where p_group <> 'first_response' and (p_group <> 'gre' or mc.sender = 'gre')
      group by 1, 2
   ),
   keys as (
@@ -368,6 +377,8 @@ begin
       select d * 100 + h, null
         from pg_catalog.generate_series(1, 7) d, pg_catalog.generate_series(0, 23) h
        where p_group = 'hour_of_week'
+      union
+      select b, null from pg_catalog.generate_series(0, 6) b where p_group = 'first_response'
       union select e_agg.kn, e_agg.g from e_agg
       union select r_agg.kn, r_agg.g from r_agg
       union select m_agg.kn, m_agg.g from m_agg
@@ -378,6 +389,8 @@ begin
            when 'gre' then keys.g
            when 'total' then 'total'
            when 'day' then pg_catalog.to_char(date '2000-01-01' + keys.kn, 'YYYY-MM-DD')
+           when 'first_response'
+             then (array['0-1m', '1-2m', '2-5m', '5-10m', '10-30m', '30-60m', '60m+'])[keys.kn + 1]
            else (keys.kn / 100)::text || '-' || pg_catalog.lpad((keys.kn % 100)::text, 2, '0')
          end,
          coalesce(e.sessions, 0), coalesce(e.sessions_replied, 0), coalesce(e.first_responses, 0),

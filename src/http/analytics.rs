@@ -1,5 +1,5 @@
 //! `GET /api/gre-admin/analytics` (staff only): the chat analytics of a period, grouped by
-//! `total`, `day`, `hour_of_week` or `gre`, as JSON or as CSV (`format=csv`, or `Accept:
+//! `total`, `day`, `hour_of_week`, `gre` or `first_response` (its distribution), as JSON or as CSV (`format=csv`, or `Accept:
 //! text/csv`). The figures are the database's (`public.gre_chat_analytics()`, definitions in
 //! docs/analytics.md); this file checks the parameters and formats.
 //!
@@ -23,7 +23,7 @@ use crate::db::{AnalyticsRow, LiveWaits, StoreError};
 use crate::protocol::ErrorCode;
 use crate::state::AppState;
 
-const GROUPS: [&str; 4] = ["total", "day", "hour_of_week", "gre"];
+const GROUPS: [&str; 5] = ["total", "day", "hour_of_week", "gre", "first_response"];
 /// The CSV columns, in order; the JSON rows use the same names.
 const COLUMNS: [&str; 18] = [
     "key",
@@ -246,7 +246,7 @@ fn parse_params(query: &HashMap<String, String>, accept: &str) -> Result<Params,
     let group = get("group").unwrap_or_else(|| "day".to_owned());
     if !GROUPS.contains(&group.as_str()) {
         return Err(ApiError::bad_request(
-            "group must be total, day, hour_of_week or gre",
+            "group must be total, day, hour_of_week, gre or first_response",
         ));
     }
     let tz = get("tz").unwrap_or_else(|| "UTC".to_owned());

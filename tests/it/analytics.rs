@@ -225,6 +225,28 @@ async fn report_matches_the_hand_computed_figures() {
         "1-10",
     );
 
+    // The first-response distribution: 30 s, 60 s, 120 s twice, 300 s.
+    let dist = report(&env, &format!("{PERIOD}&group=first_response")).await;
+    let counts: Vec<(String, i64)> = dist["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| Some((r["key"].as_str()?.to_owned(), r["firstResponses"].as_i64()?)))
+        .collect();
+    let want: Vec<(String, i64)> = [
+        ("0-1m", 1),
+        ("1-2m", 1),
+        ("2-5m", 2),
+        ("5-10m", 1),
+        ("10-30m", 0),
+        ("30-60m", 0),
+        ("60m+", 0),
+    ]
+    .iter()
+    .map(|(k, n)| (k.to_string(), *n))
+    .collect();
+    assert_eq!(counts, want);
+
     // Days in another zone: Kolkata is UTC+05:30, so the same period spans three local dates
     // and a date parameter means local midnight.
     let local = report(
