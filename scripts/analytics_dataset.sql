@@ -38,18 +38,20 @@ select g,
 update gen_sessions set created_at = timestamptz '2026-11-29 00:00:00+00' + (g % 1000) * interval '80 seconds'
  where still_open;
 
+-- random() in the inner select list: evaluated per message (an uncorrelated lateral subquery
+-- would be evaluated once).
 create temporary table gen_messages as
-select s.id as session_id, i as seq, s.player_id,
-       case when i = 1 then 'player'
-            when r1 < 0.05 then 'system'
-            when r1 < 0.55 then 'player'
+select x.id as session_id, x.i as seq, x.player_id,
+       case when x.i = 1 then 'player'
+            when x.r1 < 0.05 then 'system'
+            when x.r1 < 0.55 then 'player'
             else 'gre' end as sender,
-       s.gre,
-       s.created_at + sum(case when i = 1 then 5 + floor(r2 * 60) else 2 + floor(exp(r2 * 6.5)) end)
-                        over (partition by s.id order by i) * interval '1 second' as created_at
-  from gen_sessions s
-  cross join lateral generate_series(1, s.n) i
-  cross join lateral (select random() as r1, random() as r2) r;
+       x.gre,
+       x.created_at + sum(case when x.i = 1 then 5 + floor(x.r2 * 60) else 2 + floor(exp(x.r2 * 6.5)) end)
+                        over (partition by x.id order by x.i) * interval '1 second' as created_at
+  from (select s.id, s.player_id, s.gre, s.created_at, i, random() as r1, random() as r2
+          from gen_sessions s
+          cross join lateral generate_series(1, s.n) i) x;
 
 insert into public.gre_chat_sessions (id, player_id, status, assigned_gre_id, created_at, updated_at, closed_at, last_seq)
 select s.id, s.player_id,
