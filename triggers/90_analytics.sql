@@ -4,8 +4,8 @@
 --   query time:
 --     gre_relay.analytics_messages_of(sessions, start_seqs, end_seqs)  counted messages (player,
 --         gre; never system) of the episodes seq in (start, end];
---     gre_relay.analytics_replies_of(...)      each player message with the first GRE reply after
---         it in its episode (null when none);
+--     gre_relay.analytics_answers_of(...)      the same, each player message with the first GRE
+--         reply after it in its episode (null when none);
 --     gre_relay.analytics_episode_facts_of(...) per episode: first player message, first reply,
 --         counts, the GREs who replied;
 --     gre_relay.analytics_open_episodes()     the current episode of every session not closed.
@@ -39,13 +39,14 @@ returns table (session_id uuid, seq bigint, sender text, sender_id text, created
      where m.sender in ('player', 'gre')
   $$;
 
--- Every player message of the episodes with the first GRE reply after it (by seq), or nulls.
--- The window runs backwards through each session, so "the lowest gre seq at or after this row"
--- is a running minimum: one pass, no self-join per row.
-create or replace function gre_relay.analytics_replies_of(
+-- Every counted message of the episodes; a player message with the first GRE reply after it in
+-- its episode (by seq; nulls when none). The window runs backwards through each session, so
+-- "the lowest gre seq at or after this row" is a running minimum: one pass, no lookup per row.
+-- Reply samples, message counts and episode facts are all read from this one scan.
+create or replace function gre_relay.analytics_answers_of(
   p_sessions uuid[], p_start bigint[], p_end bigint[])
-returns table (session_id uuid, player_seq bigint, player_at timestamptz,
-               reply_seq bigint, reply_at timestamptz, gre_id text)
+returns table (session_id uuid, seq bigint, sender text, sender_id text, created_at timestamptz,
+               reply_seq bigint, reply_at timestamptz, reply_gre text)
   language sql stable
   set search_path = ''
   as $$
@@ -56,11 +57,13 @@ returns table (session_id uuid, player_seq bigint, player_at timestamptz,
                     over (partition by m.session_id order by m.seq desc) as next_gre
         from m
     )
-    select n.session_id, n.seq, n.created_at, r.seq, r.created_at, r.sender_id
+    select n.session_id, n.seq, n.sender, n.sender_id, n.created_at, r.seq, r.created_at, r.sender_id
       from n
-      left join m r on r.session_id = n.session_id and r.seq = n.next_gre
-     where n.sender = 'player'
+      left join m r on n.sender = 'player' and r.session_id = n.session_id and r.seq = n.next_gre
   $$;
+
+-- An earlier version of this file had analytics_replies_of(), replaced by the one above.
+drop function if exists gre_relay.analytics_replies_of(uuid[], bigint[], bigint[]);
 
 -- One row per episode that has a counted message.
 create or replace function gre_relay.analytics_episode_facts_of(
@@ -71,20 +74,23 @@ returns table (session_id uuid, first_player_seq bigint, first_player_at timesta
   language sql stable
   set search_path = ''
   as $$
-    with c as (
-      select m.session_id,
-             count(*) filter (where m.sender = 'player')::integer as player_messages,
-             count(*) filter (where m.sender = 'gre')::integer as gre_messages,
-             coalesce(array_agg(distinct m.sender_id) filter (where m.sender = 'gre' and m.sender_id is not null),
+    with a as materialized (
+      select * from gre_relay.analytics_answers_of(p_sessions, p_start, p_end)
+    ), c as (
+      select a.session_id,
+             count(*) filter (where a.sender = 'player')::integer as player_messages,
+             count(*) filter (where a.sender = 'gre')::integer as gre_messages,
+             coalesce(array_agg(distinct a.sender_id) filter (where a.sender = 'gre' and a.sender_id is not null),
                       '{}') as repliers
-        from gre_relay.analytics_messages_of(p_sessions, p_start, p_end) m
-       group by m.session_id
+        from a
+       group by a.session_id
     ), f as (
-      select distinct on (r.session_id) r.*
-        from gre_relay.analytics_replies_of(p_sessions, p_start, p_end) r
-       order by r.session_id, r.player_seq
+      select distinct on (a.session_id) a.*
+        from a
+       where a.sender = 'player'
+       order by a.session_id, a.seq
     )
-    select c.session_id, f.player_seq, f.player_at, f.reply_seq, f.reply_at, f.gre_id,
+    select c.session_id, f.seq, f.created_at, f.reply_seq, f.reply_at, f.reply_gre,
            c.player_messages, c.gre_messages, c.repliers
       from c left join f on f.session_id = c.session_id
   $$;
@@ -151,18 +157,22 @@ begin
          first_reply_gre = excluded.first_reply_gre, player_messages = excluded.player_messages,
          gre_messages = excluded.gre_messages, repliers = excluded.repliers;
 
-  insert into gre_relay.analytics_replies
-         (session_id, player_seq, player_at, reply_seq, reply_at, gre_id, seconds)
-  select r.session_id, r.player_seq, r.player_at, r.reply_seq, r.reply_at, r.gre_id,
-         greatest(0, extract(epoch from r.reply_at - r.player_at))::double precision
-    from gre_relay.analytics_replies_of(array[p_session], array[v_start], array[s.last_seq]) r
-   where r.reply_seq is not null
-  on conflict (session_id, player_seq) do nothing;
-
+  -- The reply samples and the message counts, from one scan of the episode's messages.
+  with a as materialized (
+    select * from gre_relay.analytics_answers_of(array[p_session], array[v_start], array[s.last_seq])
+  ), samples as (
+    insert into gre_relay.analytics_replies
+           (session_id, player_seq, player_at, reply_seq, reply_at, gre_id, seconds)
+    select a.session_id, a.seq, a.created_at, a.reply_seq, a.reply_at, a.reply_gre,
+           greatest(0, extract(epoch from a.reply_at - a.created_at))::double precision
+      from a
+     where a.reply_seq is not null
+    on conflict (session_id, player_seq) do nothing
+  )
   insert into gre_relay.analytics_message_counts as c (bucket, sender, gre_id, messages)
-  select pg_catalog.date_bin('15 minutes', m.created_at, '2000-01-01 00:00:00+00'), m.sender,
-         case when m.sender = 'gre' then coalesce(m.sender_id, '') else '' end, count(*)
-    from gre_relay.analytics_messages_of(array[p_session], array[v_start], array[s.last_seq]) m
+  select pg_catalog.date_bin('15 minutes', a.created_at, '2000-01-01 00:00:00+00'), a.sender,
+         case when a.sender = 'gre' then coalesce(a.sender_id, '') else '' end, count(*)
+    from a
    group by 1, 2, 3
   on conflict (bucket, sender, gre_id) do update set messages = c.messages + excluded.messages;
 end
@@ -235,7 +245,10 @@ returns table (key text, sessions bigint, sessions_replied bigint, first_respons
                reply_p90 double precision, player_messages bigint, gre_messages bigint)
   language plpgsql stable
   set search_path = ''
+  -- The sorts of the medians stay in memory; the planner's (high) cost estimates for the key
+  -- joins made JIT compile the query, which took longer than running it (docs/performance.md).
   set work_mem = '64MB'
+  set jit = off
   as $$
 declare
   v_sessions uuid[];
@@ -317,14 +330,18 @@ begin
     select null, null, ep2.first_reply_gre, 0, 0, ep2.frt, 0, null
       from ep2 where p_group = 'gre' and ep2.first_reply_gre is not null
   ),
+  -- The messages of the open episodes, once, with their replies.
+  live as materialized (
+    select * from gre_relay.analytics_answers_of(v_sessions, v_start, v_end)
+  ),
   rp as (
     select r.player_at, r.gre_id, r.seconds
       from gre_relay.analytics_replies r
      where r.player_at >= p_from and r.player_at < p_to
     union all
-    select l.player_at, l.gre_id, greatest(0, extract(epoch from l.reply_at - l.player_at))::double precision
-      from gre_relay.analytics_replies_of(v_sessions, v_start, v_end) l
-     where l.reply_seq is not null and l.player_at >= p_from and l.player_at < p_to
+    select l.created_at, l.reply_gre, greatest(0, extract(epoch from l.reply_at - l.created_at))::double precision
+      from live l
+     where l.reply_seq is not null and l.created_at >= p_from and l.created_at < p_to
   ),
   mc as (
     select c.bucket, c.sender, c.gre_id, c.messages
@@ -334,45 +351,70 @@ begin
     select b.bucket, b.sender, b.gre_id, count(*)
       from (select pg_catalog.date_bin('15 minutes', m.created_at, '2000-01-01 00:00:00+00') as bucket,
                    m.sender, case when m.sender = 'gre' then coalesce(m.sender_id, '') else '' end as gre_id
-              from gre_relay.analytics_messages_of(v_sessions, v_start, v_end) m) b
+              from live m) b
      where b.bucket >= p_from and b.bucket < p_to
      group by 1, 2, 3
   ),
+  -- The key of each 15-minute bucket of the period, for the time groups: the time zone
+  -- arithmetic runs once per bucket (35,000 a year), not once per row (700,000), and is exact
+  -- for every zone whose offset is a whole number of quarter hours.
+  keymap as materialized (
+    select b, case p_group when 'total' then 0
+                  when 'day' then ((b at time zone p_tz)::date - date '2000-01-01')
+                  when 'hour_of_week' then pg_catalog.date_part('isodow', b at time zone p_tz)::integer * 100
+                                           + pg_catalog.date_part('hour', b at time zone p_tz)::integer
+             end as kn
+      from pg_catalog.generate_series(pg_catalog.date_bin('15 minutes', p_from, '2000-01-01 00:00:00+00'), p_to, interval '15 minutes') b
+     where p_group in ('day', 'hour_of_week')
+  ),
+  -- GRE ids group and sort bytewise (collate "C"): a linguistic sort of 400,000 ids cost more
+  -- than the rest of the query.
   -- Keys: an integer for the time groups (days since 2000-01-01, or ISO day * 100 + hour, in
-  -- p_tz; 0 for total), text for GREs. Formatted once per group at the end.
+  -- p_tz, from keymap; 0 for total), the FRT bucket for first_response, text for GREs (with
+  -- 0). Formatted once per group at the end. (The key was a helper function first: with its SET
+  -- clause it was never inlined and cost 5 us a row.)
   e_agg as (
-    select coalesce(k.b, gre_relay.analytics_key(p_group, k.t, p_tz)) as kn, k.g,
+    select case when p_group in ('total', 'gre') then 0 else coalesce(k.b, km.kn) end as kn,
+           k.g collate "C" as g,
            sum(k.s)::bigint as sessions, sum(k.sr)::bigint as sessions_replied,
            count(k.frt) as first_responses, sum(k.unans)::bigint as unanswered,
            avg(k.frt) as frt_avg,
            percentile_cont(array[0.5, 0.9]) within group (order by k.frt) as frt_pc,
            count(k.res) as resolved, avg(k.res) as res_avg,
            percentile_cont(array[0.5, 0.9]) within group (order by k.res) as res_pc
-      from ep_keyed k group by 1, 2
+      from ep_keyed k
+      left join keymap km on km.b = pg_catalog.date_bin('15 minutes', k.t, '2000-01-01 00:00:00+00')
+     group by 1, 2
   ),
   r_agg as (
-    select gre_relay.analytics_key(p_group, case when p_group = 'gre' then null else rp.player_at end, p_tz) as kn,
-           case when p_group = 'gre' then rp.gre_id end as g,
+    select case when p_group in ('total', 'gre') then 0 else km.kn end as kn,
+           case when p_group = 'gre' then rp.gre_id end collate "C" as g,
            count(*) as replies, avg(rp.seconds) as reply_avg,
            percentile_cont(array[0.5, 0.9]) within group (order by rp.seconds) as reply_pc
       from rp
+      left join keymap km on km.b = pg_catalog.date_bin('15 minutes', rp.player_at, '2000-01-01 00:00:00+00')
      where p_group <> 'first_response' and (p_group <> 'gre' or rp.gre_id is not null)
      group by 1, 2
   ),
   m_agg as (
-    select gre_relay.analytics_key(p_group, case when p_group = 'gre' then null else mc.bucket end, p_tz) as kn,
-           case when p_group = 'gre' then nullif(mc.gre_id, '') end as g,
+    select case when p_group in ('total', 'gre') then 0 else km.kn end as kn,
+           case when p_group = 'gre' then nullif(mc.gre_id, '') end collate "C" as g,
            coalesce(sum(mc.messages) filter (where mc.sender = 'player' and p_group <> 'gre'), 0)::bigint as pm,
            coalesce(sum(mc.messages) filter (where mc.sender = 'gre'), 0)::bigint as gm
       from mc
+      left join keymap km on km.b = mc.bucket
      where p_group <> 'first_response' and (p_group <> 'gre' or mc.sender = 'gre')
      group by 1, 2
   ),
   keys as (
     select kk.kn, kk.g from (
-      select gre_relay.analytics_key(p_group, d, p_tz) as kn, null::text as g
-        from pg_catalog.generate_series(p_from, p_to - interval '1 microsecond', interval '1 hour') d
-       where p_group in ('day', 'total')
+      select 0 as kn, null::text as g where p_group = 'total'
+      union
+      select d::date - date '2000-01-01', null
+        from pg_catalog.generate_series(date_trunc('day', p_from at time zone p_tz),
+                                        date_trunc('day', (p_to - interval '1 microsecond') at time zone p_tz),
+                                        interval '1 day') d
+       where p_group = 'day'
       union
       select d * 100 + h, null
         from pg_catalog.generate_series(1, 7) d, pg_catalog.generate_series(0, 23) h
@@ -406,20 +448,8 @@ begin
 end
 $$;
 
--- The integer key of a time for a grouping (see gre_chat_analytics()); null for 'gre'.
--- Immutable given its arguments (the zone is an argument), so the planner may fold it.
-create or replace function gre_relay.analytics_key(p_group text, p_t timestamptz, p_tz text)
-returns integer
-  language sql immutable parallel safe
-  set search_path = ''
-  as $$
-    select case p_group
-             when 'total' then 0
-             when 'day' then ((p_t at time zone p_tz)::date - date '2000-01-01')
-             when 'hour_of_week' then (pg_catalog.date_part('isodow', p_t at time zone p_tz)::integer * 100
-                                       + pg_catalog.date_part('hour', p_t at time zone p_tz)::integer)
-           end
-  $$;
+-- An earlier version of this file had the grouping key as a function (never inlined: slow).
+drop function if exists gre_relay.analytics_key(text, timestamptz, text);
 
 -- Waiting now and the longest current wait (not bound to a period).
 create or replace function public.gre_chat_analytics_live()
@@ -452,18 +482,16 @@ $$;
 -- service_role (the checks above and the policies decide); the security definer ones for nobody
 -- but the owner (the trigger calls them as the owner).
 revoke all on function gre_relay.analytics_messages_of(uuid[], bigint[], bigint[]),
-                       gre_relay.analytics_replies_of(uuid[], bigint[], bigint[]),
+                       gre_relay.analytics_answers_of(uuid[], bigint[], bigint[]),
                        gre_relay.analytics_episode_facts_of(uuid[], bigint[], bigint[]),
                        gre_relay.analytics_open_episodes(),
-                       gre_relay.analytics_key(text, timestamptz, text),
                        public.gre_chat_analytics(timestamptz, timestamptz, text, text),
                        public.gre_chat_analytics_live()
   from public, anon;
 grant execute on function gre_relay.analytics_messages_of(uuid[], bigint[], bigint[]),
-                          gre_relay.analytics_replies_of(uuid[], bigint[], bigint[]),
+                          gre_relay.analytics_answers_of(uuid[], bigint[], bigint[]),
                           gre_relay.analytics_episode_facts_of(uuid[], bigint[], bigint[]),
                           gre_relay.analytics_open_episodes(),
-                          gre_relay.analytics_key(text, timestamptz, text),
                           public.gre_chat_analytics(timestamptz, timestamptz, text, text),
                           public.gre_chat_analytics_live()
   to authenticated, service_role;
