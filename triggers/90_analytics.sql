@@ -25,19 +25,27 @@
 --          gre_chat_sessions; writes gre_relay.analytics_* (sql/0230).
 -- Idempotent: yes (create or replace; the backfill skips sessions already folded).
 
+-- These four are plpgsql, not SQL functions: a SQL function that is not inlined (a SET clause
+-- prevents it) is planned again at every call, which made closing a session cost 1 ms; plpgsql
+-- keeps its plans for the session (docs/performance.md, "Chat analytics on a year of data").
+
 -- Counted messages of a set of episodes: seq in (start_seq, end_seq] of each session.
 create or replace function gre_relay.analytics_messages_of(
   p_sessions uuid[], p_start bigint[], p_end bigint[])
 returns table (session_id uuid, seq bigint, sender text, sender_id text, created_at timestamptz)
-  language sql stable
+  language plpgsql stable
   set search_path = ''
   as $$
+#variable_conflict use_column
+begin
+  return query
     select m.session_id, m.seq, m.sender, m.sender_id, m.created_at
       from unnest(p_sessions, p_start, p_end) as e(session_id, start_seq, end_seq)
       join public.gre_chat_messages m
         on m.session_id = e.session_id and m.seq > e.start_seq and m.seq <= e.end_seq
-     where m.sender in ('player', 'gre')
-  $$;
+     where m.sender in ('player', 'gre');
+end
+$$;
 
 -- Every counted message of the episodes; a player message with the first GRE reply after it in
 -- its episode (by seq; nulls when none). The window runs backwards through each session, so
@@ -47,11 +55,19 @@ create or replace function gre_relay.analytics_answers_of(
   p_sessions uuid[], p_start bigint[], p_end bigint[])
 returns table (session_id uuid, seq bigint, sender text, sender_id text, created_at timestamptz,
                reply_seq bigint, reply_at timestamptz, reply_gre text)
-  language sql stable
+  language plpgsql stable
   set search_path = ''
   as $$
+#variable_conflict use_column
+begin
+  return query
+    -- analytics_messages_of() written out: one function call less per closing.
     with m as materialized (
-      select * from gre_relay.analytics_messages_of(p_sessions, p_start, p_end)
+      select m.session_id, m.seq, m.sender, m.sender_id, m.created_at
+        from unnest(p_sessions, p_start, p_end) as e(session_id, start_seq, end_seq)
+        join public.gre_chat_messages m
+          on m.session_id = e.session_id and m.seq > e.start_seq and m.seq <= e.end_seq
+       where m.sender in ('player', 'gre')
     ), n as (
       select m.*, min(m.seq) filter (where m.sender = 'gre')
                     over (partition by m.session_id order by m.seq desc) as next_gre
@@ -59,8 +75,9 @@ returns table (session_id uuid, seq bigint, sender text, sender_id text, created
     )
     select n.session_id, n.seq, n.sender, n.sender_id, n.created_at, r.seq, r.created_at, r.sender_id
       from n
-      left join m r on n.sender = 'player' and r.session_id = n.session_id and r.seq = n.next_gre
-  $$;
+      left join m r on n.sender = 'player' and r.session_id = n.session_id and r.seq = n.next_gre;
+end
+$$;
 
 -- An earlier version of this file had analytics_replies_of(), replaced by the one above.
 drop function if exists gre_relay.analytics_replies_of(uuid[], bigint[], bigint[]);
@@ -71,9 +88,12 @@ create or replace function gre_relay.analytics_episode_facts_of(
 returns table (session_id uuid, first_player_seq bigint, first_player_at timestamptz,
                first_reply_seq bigint, first_reply_at timestamptz, first_reply_gre text,
                player_messages integer, gre_messages integer, repliers text[])
-  language sql stable
+  language plpgsql stable
   set search_path = ''
   as $$
+#variable_conflict use_column
+begin
+  return query
     with a as materialized (
       select * from gre_relay.analytics_answers_of(p_sessions, p_start, p_end)
     ), c as (
@@ -92,23 +112,28 @@ returns table (session_id uuid, first_player_seq bigint, first_player_at timesta
     )
     select c.session_id, f.seq, f.created_at, f.reply_seq, f.reply_at, f.reply_gre,
            c.player_messages, c.gre_messages, c.repliers
-      from c left join f on f.session_id = c.session_id
-  $$;
+      from c left join f on f.session_id = c.session_id;
+end
+$$;
 
 -- The current episode of every session that is not closed: from its reopening when it was
 -- reopened, else from its creation.
 create or replace function gre_relay.analytics_open_episodes()
 returns table (session_id uuid, player_id bigint, assigned_gre_id text, opened_at timestamptz,
                start_seq bigint, end_seq bigint)
-  language sql stable
+  language plpgsql stable
   set search_path = ''
   as $$
+#variable_conflict use_column
+begin
+  return query
     select s.id, s.player_id, s.assigned_gre_id, coalesce(e.opened_at, s.created_at),
            coalesce(e.start_seq, 0), s.last_seq
       from public.gre_chat_sessions s
       left join gre_relay.analytics_episodes e on e.session_id = s.id and e.closed_at is null
-     where s.status <> 'closed'
-  $$;
+     where s.status <> 'closed';
+end
+$$;
 
 -- Sums up the episode of a session that has just closed. security definer: staff close sessions
 -- through the API and may not write the analytics tables.
@@ -164,7 +189,7 @@ begin
     insert into gre_relay.analytics_replies
            (session_id, player_seq, player_at, reply_seq, reply_at, gre_id, seconds)
     select a.session_id, a.seq, a.created_at, a.reply_seq, a.reply_at, a.reply_gre,
-           greatest(0, extract(epoch from a.reply_at - a.created_at))::double precision
+           greatest(0, pg_catalog.date_part('epoch', a.reply_at - a.created_at))
       from a
      where a.reply_seq is not null
     on conflict (session_id, player_seq) do nothing
@@ -301,10 +326,10 @@ begin
   ep2 as (
     select ep.*,
            case when ep.first_reply_at is not null
-                then greatest(0, extract(epoch from ep.first_reply_at - ep.first_player_at))::double precision
+                then greatest(0, pg_catalog.date_part('epoch', ep.first_reply_at - ep.first_player_at))
            end as frt,
            (ep.first_player_at is not null and ep.first_reply_at is null)::integer as unans,
-           extract(epoch from ep.closed_at - ep.opened_at)::double precision as res
+           pg_catalog.date_part('epoch', ep.closed_at - ep.opened_at) as res
       from ep
   ),
   -- One row per (key, episode) and what it counts for under that key: in the time groups one
@@ -339,7 +364,7 @@ begin
       from gre_relay.analytics_replies r
      where r.player_at >= p_from and r.player_at < p_to
     union all
-    select l.created_at, l.reply_gre, greatest(0, extract(epoch from l.reply_at - l.created_at))::double precision
+    select l.created_at, l.reply_gre, greatest(0, pg_catalog.date_part('epoch', l.reply_at - l.created_at))
       from live l
      where l.reply_seq is not null and l.created_at >= p_from and l.created_at < p_to
   ),
