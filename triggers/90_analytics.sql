@@ -6,8 +6,8 @@
 --         gre; never system) of the episodes seq in (start, end];
 --     gre_relay.analytics_answers_of(...)      the same, each player message with the first GRE
 --         reply after it in its episode (null when none);
---     gre_relay.analytics_episode_facts_of(...) per episode: first player message, first reply,
---         counts, the GREs who replied;
+--     (per episode, one aggregate of those, in the two places that read them: first player
+--         message, first reply, counts, the GREs who replied);
 --     gre_relay.analytics_open_episodes()     the current episode of every session not closed.
 --   Kept: trigger gre_chat_sessions_analytics (after update, only when the status enters or
 --     leaves 'closed'; and after insert of a session inserted closed) runs
@@ -25,7 +25,7 @@
 --          gre_chat_sessions; writes gre_relay.analytics_* (sql/0230).
 -- Idempotent: yes (create or replace; the backfill skips sessions already folded).
 
--- These four are plpgsql, not SQL functions: a SQL function that is not inlined (a SET clause
+-- These three are plpgsql, not SQL functions: a SQL function that is not inlined (a SET clause
 -- prevents it) is planned again at every call, which made closing a session cost 1 ms; plpgsql
 -- keeps its plans for the session (docs/performance.md, "Chat analytics on a year of data").
 
@@ -82,39 +82,13 @@ $$;
 -- An earlier version of this file had analytics_replies_of(), replaced by the one above.
 drop function if exists gre_relay.analytics_replies_of(uuid[], bigint[], bigint[]);
 
--- One row per episode that has a counted message.
-create or replace function gre_relay.analytics_episode_facts_of(
-  p_sessions uuid[], p_start bigint[], p_end bigint[])
-returns table (session_id uuid, first_player_seq bigint, first_player_at timestamptz,
-               first_reply_seq bigint, first_reply_at timestamptz, first_reply_gre text,
-               player_messages integer, gre_messages integer, repliers text[])
-  language plpgsql stable
-  set search_path = ''
-  as $$
-#variable_conflict use_column
-begin
-  return query
-    with a as materialized (
-      select * from gre_relay.analytics_answers_of(p_sessions, p_start, p_end)
-    ), c as (
-      select a.session_id,
-             count(*) filter (where a.sender = 'player')::integer as player_messages,
-             count(*) filter (where a.sender = 'gre')::integer as gre_messages,
-             coalesce(array_agg(distinct a.sender_id) filter (where a.sender = 'gre' and a.sender_id is not null),
-                      '{}') as repliers
-        from a
-       group by a.session_id
-    ), f as (
-      select distinct on (a.session_id) a.*
-        from a
-       where a.sender = 'player'
-       order by a.session_id, a.seq
-    )
-    select c.session_id, f.seq, f.created_at, f.reply_seq, f.reply_at, f.reply_gre,
-           c.player_messages, c.gre_messages, c.repliers
-      from c left join f on f.session_id = c.session_id;
-end
-$$;
+-- An episode's facts (first player message, its first reply, counts, the GREs who replied) are
+-- one aggregate over analytics_answers_of(), written where the answers are already at hand: in
+-- analytics_fold() and in gre_chat_analytics() (the same expression twice; the integration
+-- test "closing_and_reopening_through_the_relay_fold_episodes" checks that they agree). A
+-- function of its own (analytics_episode_facts_of, in an earlier version of this file) scanned
+-- the messages a second time.
+drop function if exists gre_relay.analytics_episode_facts_of(uuid[], bigint[], bigint[]);
 
 -- The current episode of every session that is not closed: from its reopening when it was
 -- reopened, else from its creation.
@@ -163,28 +137,33 @@ begin
     v_opened := case when v_episode = 1 then s.created_at else s.closed_at end;
   end if;
 
-  insert into gre_relay.analytics_episodes as e
-         (session_id, episode, player_id, opened_at, start_seq, closed_at, end_seq, assigned_gre_id,
-          first_player_seq, first_player_at, first_reply_seq, first_reply_at, first_reply_gre,
-          player_messages, gre_messages, repliers)
-  select p_session, v_episode, s.player_id, v_opened, v_start, s.closed_at, s.last_seq,
-         s.assigned_gre_id, f.first_player_seq, f.first_player_at, f.first_reply_seq,
-         f.first_reply_at, f.first_reply_gre, coalesce(f.player_messages, 0),
-         coalesce(f.gre_messages, 0), coalesce(f.repliers, '{}')
-    from (select 1) one
-    left join gre_relay.analytics_episode_facts_of(array[p_session], array[v_start], array[s.last_seq]) f
-      on true
-  on conflict (session_id, episode) do update
-     set closed_at = excluded.closed_at, end_seq = excluded.end_seq,
-         assigned_gre_id = excluded.assigned_gre_id,
-         first_player_seq = excluded.first_player_seq, first_player_at = excluded.first_player_at,
-         first_reply_seq = excluded.first_reply_seq, first_reply_at = excluded.first_reply_at,
-         first_reply_gre = excluded.first_reply_gre, player_messages = excluded.player_messages,
-         gre_messages = excluded.gre_messages, repliers = excluded.repliers;
-
-  -- The reply samples and the message counts, from one scan of the episode's messages.
+  -- The episode's row, its reply samples and its message counts, from one scan of its messages.
   with a as materialized (
     select * from gre_relay.analytics_answers_of(array[p_session], array[v_start], array[s.last_seq])
+  ), f as (
+    select count(*) filter (where a.sender = 'player')::integer as player_messages,
+           count(*) filter (where a.sender = 'gre')::integer as gre_messages,
+           coalesce(array_agg(distinct a.sender_id) filter (where a.sender = 'gre' and a.sender_id is not null),
+                    '{}') as repliers,
+           min(a.seq) filter (where a.sender = 'player') as first_player_seq
+      from a
+  ), episode as (
+    insert into gre_relay.analytics_episodes as e
+           (session_id, episode, player_id, opened_at, start_seq, closed_at, end_seq, assigned_gre_id,
+            first_player_seq, first_player_at, first_reply_seq, first_reply_at, first_reply_gre,
+            player_messages, gre_messages, repliers)
+    select p_session, v_episode, s.player_id, v_opened, v_start, s.closed_at, s.last_seq,
+           s.assigned_gre_id, f.first_player_seq, p.created_at, p.reply_seq, p.reply_at, p.reply_gre,
+           f.player_messages, f.gre_messages, f.repliers
+      from f
+      left join a p on p.seq = f.first_player_seq
+    on conflict (session_id, episode) do update
+       set closed_at = excluded.closed_at, end_seq = excluded.end_seq,
+           assigned_gre_id = excluded.assigned_gre_id,
+           first_player_seq = excluded.first_player_seq, first_player_at = excluded.first_player_at,
+           first_reply_seq = excluded.first_reply_seq, first_reply_at = excluded.first_reply_at,
+           first_reply_gre = excluded.first_reply_gre, player_messages = excluded.player_messages,
+           gre_messages = excluded.gre_messages, repliers = excluded.repliers
   ), samples as (
     insert into gre_relay.analytics_replies
            (session_id, player_seq, player_at, reply_seq, reply_at, gre_id, seconds)
@@ -310,6 +289,22 @@ begin
     select o.session_id, o.opened_at, o.assigned_gre_id
       from unnest(v_sessions, v_opened, v_assignee) as o(session_id, opened_at, assigned_gre_id)
   ),
+  -- The messages of the open episodes, once, with their replies.
+  live as materialized (
+    select * from gre_relay.analytics_answers_of(v_sessions, v_start, v_end)
+  ),
+  -- Their facts: the aggregate of analytics_fold(), per session.
+  live_facts as (
+    select f.session_id, p.created_at as first_player_at, p.reply_at as first_reply_at,
+           p.reply_gre as first_reply_gre, f.repliers
+      from (select l.session_id,
+                   coalesce(array_agg(distinct l.sender_id) filter (where l.sender = 'gre' and l.sender_id is not null),
+                            '{}') as repliers,
+                   min(l.seq) filter (where l.sender = 'player') as first_player_seq
+              from live l
+             group by l.session_id) f
+      left join live p on p.session_id = f.session_id and p.seq = f.first_player_seq
+  ),
   ep as (
     select e.opened_at, e.closed_at, e.assigned_gre_id, e.first_player_at, e.first_reply_at,
            e.first_reply_gre, e.repliers
@@ -319,8 +314,7 @@ begin
     select o.opened_at, null::timestamptz, o.assigned_gre_id, f.first_player_at, f.first_reply_at,
            f.first_reply_gre, coalesce(f.repliers, '{}')
       from open_ep o
-      left join gre_relay.analytics_episode_facts_of(v_sessions, v_start, v_end) f
-        on f.session_id = o.session_id
+      left join live_facts f on f.session_id = o.session_id
      where o.opened_at >= p_from and o.opened_at < p_to
   ),
   ep2 as (
@@ -354,10 +348,6 @@ begin
     union all
     select null, null, ep2.first_reply_gre, 0, 0, ep2.frt, 0, null
       from ep2 where p_group = 'gre' and ep2.first_reply_gre is not null
-  ),
-  -- The messages of the open episodes, once, with their replies.
-  live as materialized (
-    select * from gre_relay.analytics_answers_of(v_sessions, v_start, v_end)
   ),
   rp as (
     select r.player_at, r.gre_id, r.seconds
@@ -508,14 +498,12 @@ $$;
 -- but the owner (the trigger calls them as the owner).
 revoke all on function gre_relay.analytics_messages_of(uuid[], bigint[], bigint[]),
                        gre_relay.analytics_answers_of(uuid[], bigint[], bigint[]),
-                       gre_relay.analytics_episode_facts_of(uuid[], bigint[], bigint[]),
                        gre_relay.analytics_open_episodes(),
                        public.gre_chat_analytics(timestamptz, timestamptz, text, text),
                        public.gre_chat_analytics_live()
   from public, anon;
 grant execute on function gre_relay.analytics_messages_of(uuid[], bigint[], bigint[]),
                           gre_relay.analytics_answers_of(uuid[], bigint[], bigint[]),
-                          gre_relay.analytics_episode_facts_of(uuid[], bigint[], bigint[]),
                           gre_relay.analytics_open_episodes(),
                           public.gre_chat_analytics(timestamptz, timestamptz, text, text),
                           public.gre_chat_analytics_live()
