@@ -174,6 +174,7 @@ function onAuthenticated(frame) {
   state.presence.clear(); // the relay now sends who is online
   renderPresence();
   loadSessions();
+  reports.load(); // when the Reports view is shown: figures missed while disconnected
   const t = state.thread;
   if (t) {
     t.lastMarked = null;

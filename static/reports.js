@@ -144,12 +144,13 @@ export class Reports {
     this.ui.status.hidden = false;
     this.ui.view.setAttribute('data-state', 'loading');
     try {
-      const path = (g) => '/api/gre-admin/analytics?' + this.query(g);
+      // The totals come with the first report; the others leave them out (totals=false).
+      const path = (g, totals) => '/api/gre-admin/analytics?' + this.query(g) + (totals ? '' : '&totals=false');
       const [day, week, gre, frt] = await Promise.all([
-        api(token, 'GET', path('day')),
-        api(token, 'GET', path('hour_of_week')),
-        api(token, 'GET', path('gre')),
-        api(token, 'GET', path('first_response')),
+        api(token, 'GET', path('day', true)),
+        api(token, 'GET', path('hour_of_week', false)),
+        api(token, 'GET', path('gre', false)),
+        api(token, 'GET', path('first_response', false)),
       ]);
       if (mine !== this.loading) return;
       this.renderCards(day.totals);

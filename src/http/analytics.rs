@@ -12,16 +12,30 @@ use hyper::header::{HeaderValue, ACCEPT, CONTENT_DISPOSITION, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::Semaphore;
 use tokio_postgres::error::SqlState;
 
 use super::error::ApiError;
 use super::response::{json_response, Body};
-use super::rest::{authenticate, query_params, require_staff};
+use super::rest::{authenticate, caller_key, query_params, require_staff};
 use crate::chat::store_error;
 use crate::db::{AnalyticsRow, LiveWaits, StoreError};
 use crate::protocol::ErrorCode;
 use crate::state::AppState;
+
+/// Reports computed at once by this relay. A year's report holds a pooled connection for up to a
+/// second of database CPU (docs/performance.md): two at a time leave the rest of the pool
+/// (`database.pool_size`, 16 by default) to the chat.
+const CONCURRENT_REPORTS: usize = 2;
+/// How long a report waits for its turn before the answer is 503.
+const REPORT_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+fn report_slots() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| Semaphore::new(CONCURRENT_REPORTS))
+}
 
 const GROUPS: [&str; 5] = ["total", "day", "hour_of_week", "gre", "first_response"];
 /// The CSV columns, in order; the JSON rows use the same names.
@@ -161,6 +175,9 @@ struct Params {
     group: String,
     tz: String,
     csv: bool,
+    /// Whether the JSON carries the period's totals (`totals=false` leaves them out: a second
+    /// report the caller may already have).
+    totals: bool,
 }
 
 /// Answers the endpoint. Staff only (403 for a player); 400 for a bad parameter.
@@ -173,12 +190,31 @@ pub(super) async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Respon
 async fn answer(req: Request<Incoming>, app: &AppState) -> Result<Response<Body>, ApiError> {
     let identity = authenticate(&req, app).await?;
     require_staff(&identity)?;
+    // Reports cost the database far more than a page of messages: paced per caller like writes.
+    if !app.plumbing.rest_limits.take(&caller_key(&identity)) {
+        app.metrics.rate_limited.inc();
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "too many requests; slow down",
+        ));
+    }
     let accept = req
         .headers()
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let params = parse_params(&query_params(&req), accept)?;
+    let _slot = match tokio::time::timeout(REPORT_QUEUE_WAIT, report_slots().acquire()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "too many reports are being computed; try again shortly",
+            ))
+        }
+    };
     let store = &app.deps.store;
     let report = store
         .analytics(
@@ -194,7 +230,7 @@ async fn answer(req: Request<Incoming>, app: &AppState) -> Result<Response<Body>
         return csv_response(&params, &report.from, &report.to, &rows);
     }
     // The totals of the period ride along with every grouping (the same query, group total).
-    let totals = if params.group == "total" {
+    let totals = if params.group == "total" || !params.totals {
         None
     } else {
         Some(
@@ -215,9 +251,10 @@ async fn answer(req: Request<Incoming>, app: &AppState) -> Result<Response<Body>
         to: &report.to,
         group: &params.group,
         tz: &params.tz,
-        totals: match &totals {
-            Some(t) => t.rows.first().map(RowBody::from),
-            None => report.rows.first().map(RowBody::from),
+        totals: match (&totals, params.group.as_str()) {
+            (Some(t), _) => t.rows.first().map(RowBody::from),
+            (None, "total") => report.rows.first().map(RowBody::from),
+            (None, _) => None,
         },
         rows,
         live: LiveBody::from(&live),
@@ -258,6 +295,11 @@ fn parse_params(query: &HashMap<String, String>, accept: &str) -> Result<Params,
     {
         return Err(ApiError::bad_request("tz must be a time zone name"));
     }
+    let totals = match get("totals").as_deref() {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(_) => return Err(ApiError::bad_request("totals must be true or false")),
+    };
     let csv = match get("format").as_deref() {
         Some("csv") => true,
         Some("json") => false,
@@ -272,6 +314,7 @@ fn parse_params(query: &HashMap<String, String>, accept: &str) -> Result<Params,
         group,
         tz,
         csv,
+        totals,
     })
 }
 
@@ -384,7 +427,8 @@ mod tests {
                 to: None,
                 group: "day".into(),
                 tz: "UTC".into(),
-                csv: false
+                csv: false,
+                totals: true,
             }
         );
         let p = parse_params(
@@ -408,6 +452,7 @@ mod tests {
             q(&[("to", "2026-11-04 00:00")]),
             q(&[("tz", "UTC'; drop table x")]),
             q(&[("format", "xml")]),
+            q(&[("totals", "no")]),
         ] {
             assert!(parse_params(&bad, "").is_err(), "{bad:?}");
         }

@@ -256,7 +256,7 @@ pub(super) async fn authenticate(
     })
 }
 
-fn caller_key(identity: &Identity) -> String {
+pub(super) fn caller_key(identity: &Identity) -> String {
     match identity {
         Identity::Player { player_id } => format!("player:{player_id}"),
         Identity::Staff { staff_id, .. } => format!("staff:{staff_id}"),

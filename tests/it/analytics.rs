@@ -193,6 +193,9 @@ async fn report_matches_the_hand_computed_figures() {
     check(&days["totals"], TOTAL, "day totals");
 
     let gre = report(&env, &format!("{PERIOD}&group=gre")).await;
+    let bare = report(&env, &format!("{PERIOD}&group=gre&totals=false")).await;
+    assert!(bare["totals"].is_null(), "{bare}");
+    assert_eq!(bare["rows"], gre["rows"]);
     assert_eq!(gre["rows"].as_array().map(Vec::len), Some(2), "{gre}");
     check(row_of(&gre, "staff-a"), STAFF_A, "staff-a");
     check(row_of(&gre, "staff-b"), STAFF_B, "staff-b");
