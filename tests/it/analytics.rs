@@ -20,26 +20,28 @@ const PERIOD: &str = "from=2026-11-02&to=2026-11-04";
 type Expected = &'static [(&'static str, Option<f64>)];
 
 /// Computed by hand from the fixture (docs/analytics.md's definitions). Whole period:
-/// FRT samples 120 (A), 30 (B1), 120 (B2), 60 (D), 300 (E); resolutions 600, 300, 1200, 1800;
-/// reply samples 120, 60, 30 (A), 30 (B1), 120 (B2), 60 (D), 300, 270 (E).
+/// FRT samples 120 (A), 30 (B1), 120 (B2), 60 (D), 300 (E), 60 (F); resolutions 600 (A),
+/// 300 (B1), 1200 (B2), 1800 (E), 600 (F); reply samples 120, 60, 30 (A), 30 (B1), 120 (B2),
+/// 60 (D), 300, 270 (E), 60, 120 (F). percentile_cont: the median of 6 is the mean of the 3rd
+/// and 4th, p90 of n values interpolates at position 0.9 * (n - 1).
 const TOTAL: Expected = &[
-    ("sessions", Some(6.0)),
-    ("sessionsReplied", Some(5.0)),
-    ("firstResponses", Some(5.0)),
+    ("sessions", Some(7.0)),
+    ("sessionsReplied", Some(6.0)),
+    ("firstResponses", Some(6.0)),
     ("unanswered", Some(1.0)),
-    ("frtAvg", Some(126.0)),
-    ("frtMedian", Some(120.0)),
-    ("frtP90", Some(228.0)),
-    ("resolved", Some(4.0)),
-    ("resolutionAvg", Some(975.0)),
-    ("resolutionMedian", Some(900.0)),
-    ("resolutionP90", Some(1620.0)),
-    ("replies", Some(8.0)),
-    ("replyAvg", Some(123.75)),
+    ("frtAvg", Some(115.0)),
+    ("frtMedian", Some(90.0)),
+    ("frtP90", Some(210.0)),
+    ("resolved", Some(5.0)),
+    ("resolutionAvg", Some(900.0)),
+    ("resolutionMedian", Some(600.0)),
+    ("resolutionP90", Some(1560.0)),
+    ("replies", Some(10.0)),
+    ("replyAvg", Some(117.0)),
     ("replyMedian", Some(90.0)),
-    ("replyP90", Some(279.0)),
-    ("playerMessages", Some(10.0)),
-    ("greMessages", Some(8.0)),
+    ("replyP90", Some(273.0)),
+    ("playerMessages", Some(12.0)),
+    ("greMessages", Some(10.0)),
 ];
 
 /// Monday: A, B (both episodes), C, D.
@@ -63,53 +65,58 @@ const MONDAY: Expected = &[
     ("greMessages", Some(6.0)),
 ];
 
-/// Tuesday: E alone.
+/// Tuesday: E and F (transferred from staff-a to staff-b).
 const TUESDAY: Expected = &[
-    ("sessions", Some(1.0)),
-    ("sessionsReplied", Some(1.0)),
-    ("firstResponses", Some(1.0)),
+    ("sessions", Some(2.0)),
+    ("sessionsReplied", Some(2.0)),
+    ("firstResponses", Some(2.0)),
     ("unanswered", Some(0.0)),
-    ("frtMedian", Some(300.0)),
-    ("resolved", Some(1.0)),
-    ("resolutionMedian", Some(1800.0)),
-    ("replies", Some(2.0)),
-    ("replyAvg", Some(285.0)),
-    ("replyMedian", Some(285.0)),
-    ("replyP90", Some(297.0)),
-    ("playerMessages", Some(2.0)),
-    ("greMessages", Some(2.0)),
+    ("frtAvg", Some(180.0)),
+    ("frtMedian", Some(180.0)),
+    ("frtP90", Some(276.0)),
+    ("resolved", Some(2.0)),
+    ("resolutionMedian", Some(1200.0)),
+    ("resolutionP90", Some(1680.0)),
+    ("replies", Some(4.0)),
+    ("replyAvg", Some(187.5)),
+    ("replyMedian", Some(195.0)),
+    ("replyP90", Some(291.0)),
+    ("playerMessages", Some(4.0)),
+    ("greMessages", Some(4.0)),
 ];
 
-/// staff-a: assigned A, B's second episode, D; replied in A, B2, D; first responder of A, B2, D;
-/// answered A's first two questions (120, 60), B2 (120), D (60).
+/// staff-a: assigned A, B's second episode, D (F went to staff-b); replied in A, B2, D, F;
+/// first responder of A, B2, D, F; answered A's first two questions (120, 60), B2 (120), D (60),
+/// F's first (60).
 const STAFF_A: Expected = &[
     ("sessions", Some(3.0)),
-    ("sessionsReplied", Some(3.0)),
-    ("firstResponses", Some(3.0)),
+    ("sessionsReplied", Some(4.0)),
+    ("firstResponses", Some(4.0)),
     ("unanswered", Some(0.0)),
-    ("frtAvg", Some(100.0)),
-    ("frtMedian", Some(120.0)),
+    ("frtAvg", Some(90.0)),
+    ("frtMedian", Some(90.0)),
     ("resolved", Some(2.0)),
     ("resolutionMedian", Some(900.0)),
-    ("replies", Some(4.0)),
-    ("replyMedian", Some(90.0)),
+    ("replies", Some(5.0)),
+    ("replyAvg", Some(84.0)),
+    ("replyMedian", Some(60.0)),
     ("playerMessages", Some(0.0)),
-    ("greMessages", Some(4.0)),
+    ("greMessages", Some(5.0)),
 ];
 
-/// staff-b: assigned B's first episode and E; replied in A, B1, E; first responder of B1, E;
-/// answered A's third question (30), B1 (30), E (300, 270).
+/// staff-b: assigned B's first episode, E and F (at its closing); replied in A, B1, E, F; first
+/// responder of B1, E; answered A's third question (30), B1 (30), E (300, 270), F's second (120).
 const STAFF_B: Expected = &[
-    ("sessions", Some(2.0)),
-    ("sessionsReplied", Some(3.0)),
+    ("sessions", Some(3.0)),
+    ("sessionsReplied", Some(4.0)),
     ("firstResponses", Some(2.0)),
     ("frtMedian", Some(165.0)),
-    ("resolved", Some(2.0)),
-    ("resolutionMedian", Some(1050.0)),
-    ("replies", Some(4.0)),
-    ("replyAvg", Some(157.5)),
-    ("replyMedian", Some(150.0)),
-    ("greMessages", Some(4.0)),
+    ("resolved", Some(3.0)),
+    ("resolutionMedian", Some(600.0)),
+    ("replies", Some(5.0)),
+    ("replyAvg", Some(150.0)),
+    ("replyMedian", Some(120.0)),
+    ("greMessages", Some(5.0)),
 ];
 
 #[track_caller]
@@ -178,7 +185,7 @@ async fn report_matches_the_hand_computed_figures() {
     check(&total["totals"], TOTAL, "totals");
     assert_eq!(total["from"], "2026-11-02T00:00:00.000000Z");
     assert_eq!(total["to"], "2026-11-04T00:00:00.000000Z");
-    // C (since 13:00:05) and D (since 14:02:00) wait; A, B, E are closed.
+    // C (since 13:00:05) and D (since 14:02:00) wait; A, B, E, F are closed.
     assert_eq!(total["live"]["waitingNow"], 2, "{total}");
     assert_eq!(
         total["live"]["longestWaitSince"],
@@ -215,6 +222,7 @@ async fn report_matches_the_hand_computed_figures() {
         ("1-13", 1),
         ("1-14", 1),
         ("2-09", 1),
+        ("2-15", 1),
     ]
     .into();
     assert_eq!(busy, expected);
@@ -228,7 +236,7 @@ async fn report_matches_the_hand_computed_figures() {
         "1-10",
     );
 
-    // The first-response distribution: 30 s, 60 s, 120 s twice, 300 s.
+    // The first-response distribution: 30 s, 60 s twice, 120 s twice, 300 s.
     let dist = report(&env, &format!("{PERIOD}&group=first_response")).await;
     let counts: Vec<(String, i64)> = dist["rows"]
         .as_array()
@@ -238,7 +246,7 @@ async fn report_matches_the_hand_computed_figures() {
         .collect();
     let want: Vec<(String, i64)> = [
         ("0-1m", 1),
-        ("1-2m", 1),
+        ("1-2m", 2),
         ("2-5m", 2),
         ("5-10m", 1),
         ("10-30m", 0),
@@ -276,10 +284,10 @@ async fn report_matches_the_hand_computed_figures() {
         )
         .await
         .expect("sql report");
-    assert_eq!(row.get::<_, Option<f64>>(0), Some(120.0));
-    assert_eq!(row.get::<_, Option<f64>>(1), Some(279.0));
-    assert_eq!(row.get::<_, Option<f64>>(2), Some(975.0));
-    assert_eq!(row.get::<_, i64>(3), 6);
+    assert_eq!(row.get::<_, Option<f64>>(0), Some(90.0));
+    assert_eq!(row.get::<_, Option<f64>>(1), Some(273.0));
+    assert_eq!(row.get::<_, Option<f64>>(2), Some(900.0));
+    assert_eq!(row.get::<_, i64>(3), 7);
 }
 
 #[tokio::test]
@@ -414,7 +422,7 @@ async fn only_staff_read_analytics_through_the_relay_and_in_sql() {
         (&player, "gre_relay.analytics_episodes", 0),
         (&player, "gre_relay.analytics_replies", 0),
         (&player, "gre_relay.analytics_message_counts", 0),
-        (&staff_claims, "gre_relay.analytics_episodes", 4),
+        (&staff_claims, "gre_relay.analytics_episodes", 5),
     ] {
         let tx = db.transaction().await.expect("tx");
         tx.execute(
@@ -452,7 +460,7 @@ async fn only_staff_read_analytics_through_the_relay_and_in_sql() {
         .await
         .expect("staff reads")
         .get(0);
-    assert_eq!(n, 6);
+    assert_eq!(n, 7);
     let w: i64 = tx
         .query_one(
             "select waiting_now from public.gre_chat_analytics_live()",

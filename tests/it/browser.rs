@@ -1157,7 +1157,7 @@ async fn reports_view_shows_the_apis_figures_and_live_counters() {
              const s = document.querySelector('[data-testid=kpi-sessions]'); \
              return v && v.getAttribute('data-state') === 'ready' && s ? s.getAttribute('data-value') : null;",
             vec![],
-            |v| v == "6",
+            |v| v == "7",
         )
         .await;
     let tz = console
@@ -1228,7 +1228,7 @@ async fn reports_view_shows_the_apis_figures_and_live_counters() {
             "card {testid} vs totals.{field}"
         );
     }
-    assert_eq!(num(&day["totals"]["frtMedian"]), "120");
+    assert_eq!(num(&day["totals"]["frtMedian"]), "90");
 
     // Messages and sessions per day.
     let bars = console
