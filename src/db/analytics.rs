@@ -75,7 +75,8 @@ select gre_relay.ts_json(p.t_from), gre_relay.ts_json(p.t_to),
   left join lateral public.gre_chat_analytics(p.t_from, p.t_to, $3::text, $4::text) a on true";
 
 impl Store {
-    /// A report over `[from, to)` grouped by `group` (`total`, `day`, `hour_of_week`, `gre`, `first_response`) in
+    /// A report over `[from, to)` grouped by `group` (`total`, `day`, `hour_of_week`, `gre`,
+    /// `first_response`) in
     /// time zone `tz`. A bad period or time zone is refused by the database with SQLSTATE 22023
     /// (invalid_parameter_value), an unreadable time with 22007/22008.
     pub(crate) async fn analytics(

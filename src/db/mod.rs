@@ -1,6 +1,6 @@
 //! `db/`: everything the relay does on its connection pool. One file per topic:
-//! [`sessions`], [`messages`], [`presence`], [`chat_access`], [`relay`], [`analytics`]; the pool, connection and
-//! TLS set-up ([`conn`]); the storage error ([`error`]); the migration runner ([`migrate`]).
+//! [`sessions`], [`messages`], [`presence`], [`chat_access`], [`relay`], [`analytics`]; the
+//! pool, connection and TLS set-up ([`conn`]); the storage error ([`error`]); the migration runner ([`migrate`]).
 //!
 //! SQL is always parameterized. Messages and sessions come back already in wire JSON
 //! (`gre_relay.message_json()` / `session_json()`), the same shape the NOTIFY trigger sends, so a

@@ -1,7 +1,8 @@
 //! `GET /api/gre-admin/analytics` (staff only): the chat analytics of a period, grouped by
-//! `total`, `day`, `hour_of_week`, `gre` or `first_response` (its distribution), as JSON or as CSV (`format=csv`, or `Accept:
-//! text/csv`). The figures are the database's (`public.gre_chat_analytics()`, definitions in
-//! docs/analytics.md); this file checks the parameters and formats.
+//! `total`, `day`, `hour_of_week`, `gre` or `first_response` (its distribution), as JSON or as
+//! CSV (`format=csv`, or `Accept: text/csv`). The figures are the database's
+//! (`public.gre_chat_analytics()`, definitions in docs/analytics.md); this file checks the
+//! parameters, paces the callers and formats.
 //!
 //! Must not touch: the hub and the LISTEN connection.
 
@@ -358,7 +359,8 @@ fn report_error(e: StoreError) -> ApiError {
         let code = db.code();
         if code == Some(&SqlState::INVALID_PARAMETER_VALUE) {
             return ApiError::bad_request(
-                "the period must have from before to and span at most 400 days, and tz must be a known time zone",
+                "the period must have from before to and span at most 400 days, \
+                 and tz must be a known time zone",
             );
         }
         if code == Some(&SqlState::INVALID_DATETIME_FORMAT)

@@ -1,6 +1,7 @@
 //! `http/`: the front door on the relay's one port. This file routes: the WebSocket upgrade at
-//! `/ws` (handed to `ws/`), the REST API ([`rest`]; the analytics report: [`analytics`]), health ([`health`]), metrics ([`metrics`])
-//! and the browser pages ([`pages`]); [`cors`] adds the allowed-origin headers to every answer.
+//! `/ws` (handed to `ws/`), the REST API ([`rest`]; the analytics report: [`analytics`]),
+//! health ([`health`]), metrics ([`metrics`]) and the browser pages ([`pages`]); [`cors`] adds
+//! the allowed-origin headers to every answer.
 //! Responses are JSON ([`response`]), errors included ([`error`]).
 //!
 //! Must not touch: the database except through `chat` and `db`'s queries; the hub (sockets
