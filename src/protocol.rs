@@ -606,6 +606,22 @@ mod tests {
     }
 
     #[test]
+    fn analytics_live_frames_carry_the_count_and_the_time_or_null() {
+        let v: serde_json::Value = serde_json::from_str(&analytics_live_frame(
+            3,
+            Some("2025-11-24T18:02:11.482913Z"),
+        ))
+        .expect("json");
+        assert_eq!(
+            v,
+            json!({"type": "analytics_live", "waitingNow": 3, "longestWaitSince": "2025-11-24T18:02:11.482913Z"})
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&analytics_live_frame(0, None)).expect("json");
+        assert_eq!(v["longestWaitSince"], serde_json::Value::Null);
+    }
+
+    #[test]
     fn four_thousand_emoji_are_accepted() {
         let text = "😀".repeat(4000);
         assert!(validate_message_text(text).is_ok());
