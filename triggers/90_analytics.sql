@@ -2,10 +2,9 @@
 -- What: the chat analytics (definitions: docs/analytics.md).
 --   Facts, one definition used both when an episode closes and, for episodes still open, at
 --   query time:
---     gre_relay.analytics_messages_of(sessions, start_seqs, end_seqs)  counted messages (player,
---         gre; never system) of the episodes seq in (start, end];
---     gre_relay.analytics_answers_of(...)      the same, each player message with the first GRE
---         reply after it in its episode (null when none);
+--     gre_relay.analytics_answers_of(sessions, start_seqs, end_seqs)  the counted messages
+--         (player, gre; never system) of the episodes, seq in (start, end], each player message
+--         with the first GRE reply after it in its episode (null when none);
 --     (per episode, one aggregate of those, in the two places that read them: first player
 --         message, first reply, counts, the GREs who replied);
 --     gre_relay.analytics_open_episodes()     the current episode of every session not closed.
@@ -25,27 +24,9 @@
 --          gre_chat_sessions; writes gre_relay.analytics_* (sql/0230).
 -- Idempotent: yes (create or replace; the backfill skips sessions already folded).
 
--- These three are plpgsql, not SQL functions: a SQL function that is not inlined (a SET clause
+-- These two are plpgsql, not SQL functions: a SQL function that is not inlined (a SET clause
 -- prevents it) is planned again at every call, which made closing a session cost 1 ms; plpgsql
 -- keeps its plans for the session (docs/performance.md, "Chat analytics on a year of data").
-
--- Counted messages of a set of episodes: seq in (start_seq, end_seq] of each session.
-create or replace function gre_relay.analytics_messages_of(
-  p_sessions uuid[], p_start bigint[], p_end bigint[])
-returns table (session_id uuid, seq bigint, sender text, sender_id text, created_at timestamptz)
-  language plpgsql stable
-  set search_path = ''
-  as $$
-#variable_conflict use_column
-begin
-  return query
-    select m.session_id, m.seq, m.sender, m.sender_id, m.created_at
-      from unnest(p_sessions, p_start, p_end) as e(session_id, start_seq, end_seq)
-      join public.gre_chat_messages m
-        on m.session_id = e.session_id and m.seq > e.start_seq and m.seq <= e.end_seq
-     where m.sender in ('player', 'gre');
-end
-$$;
 
 -- Every counted message of the episodes; a player message with the first GRE reply after it in
 -- its episode (by seq; nulls when none). The window runs backwards through each session, so
@@ -61,7 +42,6 @@ returns table (session_id uuid, seq bigint, sender text, sender_id text, created
 #variable_conflict use_column
 begin
   return query
-    -- analytics_messages_of() written out: one function call less per closing.
     with m as materialized (
       select m.session_id, m.seq, m.sender, m.sender_id, m.created_at
         from unnest(p_sessions, p_start, p_end) as e(session_id, start_seq, end_seq)
@@ -79,16 +59,11 @@ begin
 end
 $$;
 
--- An earlier version of this file had analytics_replies_of(), replaced by the one above.
-drop function if exists gre_relay.analytics_replies_of(uuid[], bigint[], bigint[]);
-
 -- An episode's facts (first player message, its first reply, counts, the GREs who replied) are
 -- one aggregate over analytics_answers_of(), written where the answers are already at hand: in
 -- analytics_fold() and in gre_chat_analytics() (the same expression twice; the integration
 -- test "closing_and_reopening_through_the_relay_fold_episodes" checks that they agree). A
--- function of its own (analytics_episode_facts_of, in an earlier version of this file) scanned
--- the messages a second time.
-drop function if exists gre_relay.analytics_episode_facts_of(uuid[], bigint[], bigint[]);
+-- function of its own would scan the messages a second time.
 
 -- The current episode of every session that is not closed: from its reopening when it was
 -- reopened, else from its creation.
@@ -463,9 +438,6 @@ begin
 end
 $$;
 
--- An earlier version of this file had the grouping key as a function (never inlined: slow).
-drop function if exists gre_relay.analytics_key(text, timestamptz, text);
-
 -- Waiting now and the longest current wait (not bound to a period).
 create or replace function public.gre_chat_analytics_live()
 returns table (waiting_now bigint, longest_wait_since timestamptz, longest_wait_seconds double precision)
@@ -496,14 +468,12 @@ $$;
 -- Privileges: nothing for PUBLIC or anon; the invoker-rights functions for authenticated and
 -- service_role (the checks above and the policies decide); the security definer ones for nobody
 -- but the owner (the trigger calls them as the owner).
-revoke all on function gre_relay.analytics_messages_of(uuid[], bigint[], bigint[]),
-                       gre_relay.analytics_answers_of(uuid[], bigint[], bigint[]),
+revoke all on function gre_relay.analytics_answers_of(uuid[], bigint[], bigint[]),
                        gre_relay.analytics_open_episodes(),
                        public.gre_chat_analytics(timestamptz, timestamptz, text, text),
                        public.gre_chat_analytics_live()
   from public, anon;
-grant execute on function gre_relay.analytics_messages_of(uuid[], bigint[], bigint[]),
-                          gre_relay.analytics_answers_of(uuid[], bigint[], bigint[]),
+grant execute on function gre_relay.analytics_answers_of(uuid[], bigint[], bigint[]),
                           gre_relay.analytics_open_episodes(),
                           public.gre_chat_analytics(timestamptz, timestamptz, text, text),
                           public.gre_chat_analytics_live()
