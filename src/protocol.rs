@@ -507,6 +507,13 @@ pub fn desk_settings_frame(json: &RawValue) -> String {
     )
 }
 
+/// To staff: players waiting for an answer now, and since when the longest has waited
+/// (docs/analytics.md); sent when either changes, at most once a second.
+pub fn analytics_live_frame(waiting_now: i64, longest_wait_since: Option<&str>) -> String {
+    json!({"type": "analytics_live", "waitingNow": waiting_now, "longestWaitSince": longest_wait_since})
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -688,6 +695,22 @@ mod tests {
         ));
         assert_eq!(cid.as_deref(), Some("c1"));
         assert_eq!(sid_read, Some(sid));
+    }
+
+    #[test]
+    fn analytics_live_frames_carry_the_count_and_the_time_or_null() {
+        let v: serde_json::Value = serde_json::from_str(&analytics_live_frame(
+            3,
+            Some("2025-11-24T18:02:11.482913Z"),
+        ))
+        .expect("json");
+        assert_eq!(
+            v,
+            json!({"type": "analytics_live", "waitingNow": 3, "longestWaitSince": "2025-11-24T18:02:11.482913Z"})
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&analytics_live_frame(0, None)).expect("json");
+        assert_eq!(v["longestWaitSince"], serde_json::Value::Null);
     }
 
     #[test]

@@ -149,6 +149,13 @@ impl Relay {
         // Uploads never sent are removed after storage.unused_upload_seconds.
         let sweep_task =
             tokio::spawn(attachments.run_sweeper(state.deps.store.clone(), shutdown.clone()));
+        let live_waits_task = tokio::spawn(
+            crate::realtime::live_waits::LiveWaitsTask::new(
+                state.deps.store.clone(),
+                state.deps.hub.clone(),
+            )
+            .run(shutdown.clone()),
+        );
         // Do not accept clients before LISTEN is in place: they would miss events.
         let ready = tokio::time::timeout(Duration::from_secs(10), async {
             while !status.is_connected() {
@@ -165,7 +172,7 @@ impl Relay {
         let task = tokio::spawn(accept_loop(
             acceptor,
             state.clone(),
-            vec![listener_task, presence_task, sweep_task],
+            vec![listener_task, presence_task, sweep_task, live_waits_task],
         ));
         Ok(Relay { addr, stop, task })
     }

@@ -13,6 +13,7 @@ import { bindSignIn } from './lib/signin.js';
 import { ThreadView } from './lib/thread.js';
 import { coalesce, parseTime, shortWhen } from './lib/time.js';
 import { TypingSender, TypingTracker } from './lib/typing.js';
+import { Reports } from './reports.js';
 
 /** How long arriving messages are gathered before one mark_read acknowledges them. */
 const MARK_READ_DELAY_MS = 250;
@@ -131,7 +132,11 @@ const auth = bindSignIn({
   },
 });
 
+/** The Reports view (reports.js): its own tab, fed by REST and the analytics_live frame. */
+const reports = new Reports(() => auth.token);
+
 function boot() {
+  reports.bind();
   bindList();
   bindThread();
   auth.start();
@@ -188,6 +193,7 @@ function onAuthenticated(frame) {
   renderPresence();
   loadSessions();
   desk.load();
+  reports.load(); // when the Reports view is shown: figures missed while disconnected
   const t = state.thread;
   if (t) {
     t.lastMarked = null;
@@ -229,6 +235,9 @@ function onFrame(f) {
       break;
     case 'messages_read':
       onMessagesRead(f);
+      break;
+    case 'analytics_live':
+      reports.onLive(f);
       break;
     case 'staff_presence':
       if (f.greId) {

@@ -54,6 +54,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("sql/0190_versioned_and_repeatable.sql"),
     migration!("sql/0210_desk.sql"),
     migration!("sql/0220_message_attachments.sql"),
+    migration!("sql/0230_analytics_facts.sql"),
     migration!("triggers/05_writer_helpers.sql"),
     migration!("triggers/07_wire_json.sql"),
     migration!("triggers/10_message_before_insert.sql"),
@@ -68,6 +69,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("triggers/80_desk_tables.sql"),
     migration!("triggers/80_desk_transfer.sql"),
     migration!("triggers/85_message_attachment_rules.sql"),
+    migration!("triggers/90_analytics.sql"),
 ];
 
 /// Checksums that released versions of a versioned file had before versioned files were frozen

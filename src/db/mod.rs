@@ -1,6 +1,7 @@
 //! `db/`: everything the relay does on its connection pool. One file per topic:
-//! [`sessions`], [`messages`], [`attachments`], [`presence`], [`chat_access`], [`relay`], [`desk`]; the pool, connection and
-//! TLS set-up ([`conn`]); the storage error ([`error`]); the migration runner ([`migrate`]).
+//! [`sessions`], [`messages`], [`attachments`], [`presence`], [`chat_access`], [`relay`], [`desk`],
+//! [`analytics`]; the pool, connection and TLS set-up ([`conn`]); the storage error ([`error`]);
+//! the migration runner ([`migrate`]).
 //!
 //! SQL is always parameterized. Messages and sessions come back already in wire JSON
 //! (`gre_relay.message_json()` / `session_json()`), the same shape the NOTIFY trigger sends, so a
@@ -9,6 +10,7 @@
 //! Must not touch: anything above it (`realtime/`, `chat`, `ws/`, `http/`, `state`). Not here:
 //! the LISTEN connection (`realtime/listener.rs` owns a dedicated, unpooled one).
 
+mod analytics;
 mod attachments;
 mod chat_access;
 mod conn;
@@ -20,6 +22,7 @@ mod presence;
 mod relay;
 mod sessions;
 
+pub(crate) use analytics::{AnalyticsRow, LiveWaits};
 pub(crate) use attachments::{owner_key, NewUpload};
 pub(crate) use chat_access::SharedRules;
 pub use conn::{pg_config, tls_connector};

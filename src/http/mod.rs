@@ -1,11 +1,14 @@
 //! `http/`: the front door on the relay's one port. This file routes: the WebSocket upgrade at
-//! `/ws` (handed to `ws/`), the REST API ([`rest`], and the GRE desk's, [`desk`]), health
-//! ([`health`]), metrics ([`metrics`]) and the browser pages ([`pages`]); [`cors`] adds the allowed-origin headers to every answer.
+//! `/ws` (handed to `ws/`), the REST API ([`rest`]; the GRE desk's, [`desk`]; attachments,
+//! [`attachments`]; the analytics report, [`analytics`]), health ([`health`]), metrics
+//! ([`metrics`]) and the browser pages ([`pages`]); [`cors`] adds the allowed-origin headers to
+//! every answer.
 //! Responses are JSON ([`response`]), errors included ([`error`]).
 //!
 //! Must not touch: the database except through `chat` and `db`'s queries; the hub (sockets
 //! subscribe from `ws/`); the LISTEN connection.
 
+mod analytics;
 mod attachments;
 mod bodies;
 pub(crate) mod cors;
@@ -75,6 +78,8 @@ pub(crate) async fn handle(
         (&Method::GET, p) if pages::is_page(p) => pages::serve(p),
         (_, p) if attachments::is_attachment_path(p) => attachments::handle(req, &app).await,
         (_, p) if p.starts_with("/api/gre-admin/desk/") => desk::handle(req, &app).await,
+        (&Method::GET, "/api/gre-admin/analytics") => analytics::handle(req, app.clone()).await,
+        (_, "/api/gre-admin/analytics") => not_allowed("GET"),
         _ => match rest::handle(req, app.clone()).await {
             Some(res) => res,
             None => error_response(

@@ -126,6 +126,16 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../../static/console.js"),
     },
     Asset {
+        path: "/static/reports.js",
+        content_type: JS,
+        body: include_str!("../../static/reports.js"),
+    },
+    Asset {
+        path: "/static/reports.css",
+        content_type: CSS,
+        body: include_str!("../../static/reports.css"),
+    },
+    Asset {
         path: "/static/chat.js",
         content_type: JS,
         body: include_str!("../../static/chat.js"),

@@ -6,12 +6,14 @@
 //! - [`hub`]: who is subscribed to what; fans frames out over bounded queues.
 //! - [`presence`]: which players and staff this process holds sockets of, mirrored to the
 //!   database.
+//! - [`live_waits`]: the staff's live "waiting now" / "longest wait" counters.
 //!
 //! Must not touch: sockets, HTTP, the chat rules, the application state (`state/`); it gets its
 //! dependencies handed in by `server.rs`.
 
 pub(crate) mod hub;
 pub(crate) mod listener;
+pub(crate) mod live_waits;
 pub mod notify;
 pub(crate) mod presence;
 

@@ -1503,3 +1503,261 @@ async fn desk_picker_notes_transfer_and_an_auto_reply_in_the_pages() {
     staff.close().await;
     player.close().await;
 }
+
+/// The console's Reports view (issue 15) on the analytics fixture: every figure the page shows
+/// equals the API's for the same period and time zone, the live "waiting now" counter follows a
+/// new player message over the WebSocket, and the view fits a narrow window. Screenshots:
+/// reports-wide.png, reports-charts.png, reports-narrow.png.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_view_shows_the_apis_figures_and_live_counters() {
+    require_browser();
+    let env = TestEnv::start().await;
+    let db = env.db().await;
+    db.batch_execute(include_str!("../fixtures/analytics_fixture.sql"))
+        .await
+        .expect("fixture");
+    let driver = Chromedriver::start().await;
+    let console = driver.browser("reports").await;
+    console
+        .sign_in(env.http_url("/console"), staff_token("staff-a"))
+        .await;
+    console
+        .wait_css("[data-testid=nav-reports]")
+        .await
+        .click()
+        .await
+        .expect("open reports");
+    console
+        .js(
+            "document.getElementById('rep-from').value = '2026-11-02'; \
+             document.getElementById('rep-to').value = '2026-11-03'; \
+             document.querySelector('[data-testid=rep-apply]').click(); return true;",
+            vec![],
+        )
+        .await;
+    console
+        .wait_js(
+            "the report loaded",
+            UI_WAIT,
+            "const v = document.querySelector('[data-testid=reports-view]'); \
+             const s = document.querySelector('[data-testid=kpi-sessions]'); \
+             return v && v.getAttribute('data-state') === 'ready' && s ? s.getAttribute('data-value') : null;",
+            vec![],
+            |v| v == "7",
+        )
+        .await;
+    let tz = console
+        .js(
+            "return Intl.DateTimeFormat().resolvedOptions().timeZone;",
+            vec![],
+        )
+        .await;
+    let tz = tz.as_str().unwrap_or("UTC").to_owned();
+    let http = reqwest::Client::new();
+    let api = |group: &'static str| {
+        let url = env.http_url(&format!(
+            "/api/gre-admin/analytics?from=2026-11-02&to=2026-11-04&group={group}&tz={tz}"
+        ));
+        let req = http.get(url).header(
+            "Authorization",
+            format!("Bearer {}", staff_token("staff-a")),
+        );
+        async move {
+            let res = tokio::time::timeout(WAIT, req.send())
+                .await
+                .expect("api in time")
+                .expect("api");
+            res.json::<Value>().await.expect("api json")
+        }
+    };
+    let num = |v: &Value| -> String {
+        match v.as_f64() {
+            Some(f) => f.to_string(),
+            None => String::new(),
+        }
+    };
+    let page_num = |v: &Value| -> String {
+        v.as_str()
+            .filter(|s| !s.is_empty())
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(|f| f.to_string())
+            .unwrap_or_default()
+    };
+
+    // The cards: the period's totals.
+    let day = api("day").await;
+    let cards = console
+        .js(
+            "const o = {}; for (const e of document.querySelectorAll('#rep-cards [data-testid]')) \
+               o[e.getAttribute('data-testid')] = e.getAttribute('data-value'); return o;",
+            vec![],
+        )
+        .await;
+    for (testid, field) in [
+        ("kpi-sessions", "sessions"),
+        ("kpi-unanswered", "unanswered"),
+        ("kpi-frt-median", "frtMedian"),
+        ("kpi-frt-p90", "frtP90"),
+        ("kpi-first-responses", "firstResponses"),
+        ("kpi-resolution-median", "resolutionMedian"),
+        ("kpi-resolution-p90", "resolutionP90"),
+        ("kpi-resolved", "resolved"),
+        ("kpi-reply-median", "replyMedian"),
+        ("kpi-reply-p90", "replyP90"),
+        ("kpi-replies", "replies"),
+        ("kpi-player-messages", "playerMessages"),
+        ("kpi-gre-messages", "greMessages"),
+    ] {
+        assert_eq!(
+            page_num(&cards[testid]),
+            num(&day["totals"][field]),
+            "card {testid} vs totals.{field}"
+        );
+    }
+    assert_eq!(num(&day["totals"]["frtMedian"]), "90");
+
+    // Messages and sessions per day.
+    let bars = console
+        .js(
+            "return Array.from(document.querySelectorAll('[data-testid=volume-day]')).map(e => \
+               [e.getAttribute('data-key'), e.getAttribute('data-player'), e.getAttribute('data-gre'), e.getAttribute('data-sessions')]);",
+            vec![],
+        )
+        .await;
+    let want: Vec<Value> = day["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            json!([
+                r["key"],
+                r["playerMessages"].to_string(),
+                r["greMessages"].to_string(),
+                r["sessions"].to_string()
+            ])
+        })
+        .collect();
+    assert_eq!(bars, Value::Array(want), "volume chart");
+
+    // The heatmap and the first-response distribution.
+    let week = api("hour_of_week").await;
+    let cells = console
+        .js(
+            "const o = {}; for (const e of document.querySelectorAll('[data-testid=heat-cell]')) \
+               o[e.getAttribute('data-key')] = Number(e.getAttribute('data-value')); return o;",
+            vec![],
+        )
+        .await;
+    let rows = week["rows"].as_array().expect("rows");
+    assert_eq!(cells.as_object().map(|o| o.len()), Some(168));
+    for r in rows {
+        let key = r["key"].as_str().expect("key");
+        assert_eq!(cells[key], r["sessions"], "heat cell {key}");
+    }
+    let frt = api("first_response").await;
+    let buckets = console
+        .js(
+            "return Array.from(document.querySelectorAll('[data-testid=frt-bucket]')).map(e => \
+               [e.getAttribute('data-key'), Number(e.getAttribute('data-value'))]);",
+            vec![],
+        )
+        .await;
+    let want: Vec<Value> = frt["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| json!([r["key"], r["firstResponses"]]))
+        .collect();
+    assert_eq!(buckets, Value::Array(want), "first-response distribution");
+
+    // The per-GRE table.
+    let gre = api("gre").await;
+    let table = console
+        .js(
+            "return Array.from(document.querySelectorAll('[data-testid=gre-row]')).map(tr => { \
+               const o = {key: tr.getAttribute('data-key')}; \
+               for (const e of tr.querySelectorAll('[data-testid]')) o[e.getAttribute('data-testid')] = e.getAttribute('data-value'); \
+               return o; });",
+            vec![],
+        )
+        .await;
+    let table = table.as_array().cloned().unwrap_or_default();
+    let api_rows = gre["rows"].as_array().expect("rows");
+    assert_eq!(table.len(), api_rows.len(), "one table row per GRE");
+    for (tr, r) in table.iter().zip(api_rows) {
+        assert_eq!(tr["key"], r["key"]);
+        for (testid, field) in [
+            ("gre-sessions", "sessions"),
+            ("gre-replied", "sessionsReplied"),
+            ("gre-first-responses", "firstResponses"),
+            ("gre-frt-median", "frtMedian"),
+            ("gre-frt-p90", "frtP90"),
+            ("gre-replies", "replies"),
+            ("gre-reply-median", "replyMedian"),
+            ("gre-resolution-median", "resolutionMedian"),
+            ("gre-messages", "greMessages"),
+        ] {
+            assert_eq!(
+                page_num(&tr[testid]),
+                num(&r[field]),
+                "{} {testid}",
+                r["key"]
+            );
+        }
+    }
+
+    // Live: C and D wait; a new player writes, and the counter follows over the WebSocket.
+    let waiting = "const e = document.querySelector('[data-testid=live-waiting]'); return e ? e.getAttribute('data-value') : null;";
+    console
+        .wait_js("2 waiting", UI_WAIT, waiting, vec![], |v| v == "2")
+        .await;
+    db.batch_execute(
+        "insert into gre_chat_sessions (player_id) values (106); \
+         insert into gre_chat_messages (session_id, sender, message) \
+           select id, 'player', 'hello?' from gre_chat_sessions where player_id = 106;",
+    )
+    .await
+    .expect("a new waiting player");
+    console
+        .wait_js("3 waiting, live", UI_WAIT, waiting, vec![], |v| v == "3")
+        .await;
+    let longest = console
+        .js(
+            "return document.querySelector('[data-testid=live-longest]').textContent;",
+            vec![],
+        )
+        .await;
+    assert!(
+        longest
+            .as_str()
+            .is_some_and(|s| s.ends_with(" min") || s.contains(" h")),
+        "the longest wait (C, since 2026-11-02) is shown: {longest}"
+    );
+    console.screenshot("reports-wide.png").await;
+    console
+        .js(
+            "document.getElementById('rep-heatmap').scrollIntoView(); return true;",
+            vec![],
+        )
+        .await;
+    console.screenshot("reports-charts.png").await;
+
+    // A narrow window: nothing wider than the viewport.
+    console
+        .client
+        .set_window_size(420, 860)
+        .await
+        .expect("narrow window");
+    console
+        .wait_js(
+            "no horizontal overflow",
+            UI_WAIT,
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+            vec![],
+            |v| v == true,
+        )
+        .await;
+    console.screenshot("reports-narrow.png").await;
+    console.assert_no_console_errors().await;
+    console.close().await;
+}

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod analytics;
 mod attachments;
 mod auth;
 mod bench_smoke;
