@@ -142,23 +142,25 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let config = app.plumbing.ws_config;
     let tracker = app.plumbing.tasks.clone();
-    tracker.spawn(async move {
+    let task = async move {
         let mut permit = permit;
         match on_upgrade.await {
             Ok(upgraded) => {
+                // The config is read here, not captured: a captured copy would stay in every
+                // connection's task for its whole life.
                 let ws = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
-                    Some(config),
+                    Some(app.plumbing.ws_config),
                 )
                 .await;
                 crate::ws::connection::serve(ws, app, &mut permit).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
-    });
+    };
+    tracker.spawn(task);
     let mut res = Response::new(Full::new(Bytes::new()));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();
