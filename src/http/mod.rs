@@ -130,7 +130,7 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
             "this origin may not open a WebSocket here",
         );
     }
-    let permit = match app.plumbing.admission.open_socket() {
+    let mut permit = match app.plumbing.admission.open_socket() {
         Ok(permit) => permit,
         Err(refusal) => {
             app.metrics.refused_connections.inc();
@@ -143,8 +143,8 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let tracker = app.plumbing.tasks.clone();
+    // `permit` is used in place, not moved into a local: both copies would stay in the task.
     let task = async move {
-        let mut permit = permit;
         match on_upgrade.await {
             Ok(upgraded) => {
                 // The config is read here, not captured: a captured copy would stay in every

@@ -217,9 +217,13 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// The next event for this connection (when `deliver`), or why it must close.
-    pub async fn recv(&self, deliver: bool) -> Recv<Arc<Outbound>> {
-        self.queue.recv(deliver).await
+    /// The next event for this connection (when `deliver`), or why it must close. A plain
+    /// `poll_fn`, not an `async fn`: it sits in every idle connection's task.
+    pub fn recv(
+        &self,
+        deliver: bool,
+    ) -> impl std::future::Future<Output = Recv<Arc<Outbound>>> + '_ {
+        std::future::poll_fn(move |cx| self.queue.poll_recv(cx, deliver))
     }
 
     /// The next event if one is already waiting (and the queue is open).

@@ -12,7 +12,6 @@
 //! Must not touch: sockets, the hub's maps (the hub owns the decision; this only carries it).
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -134,8 +133,9 @@ impl<T> Queue<T> {
     }
 
     /// Waits for the next event (when `deliver`), or for the queue to close.
+    #[cfg(test)]
     pub async fn recv(&self, deliver: bool) -> Recv<T> {
-        poll_fn(|cx| self.poll_recv(cx, deliver)).await
+        std::future::poll_fn(|cx| self.poll_recv(cx, deliver)).await
     }
 
     /// The next event if one is waiting and the queue is open.

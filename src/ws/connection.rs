@@ -59,9 +59,10 @@ type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
 /// Serves one upgraded connection until it closes. `permit` is its slot in the connection
 /// budgets; once the client has authenticated it moves to that identity's budget.
 ///
-/// Not an `async fn`: the socket is split before the task's future exists. An `async fn` keeps
-/// its arguments' storage in its state for its whole life, and the `WebSocketStream` is about
-/// 300 bytes that would sit in every idle connection's task next to the halves that replace it.
+/// Not an `async fn`, and the state is built before the future exists: an `async fn` keeps its
+/// arguments' storage in its state for its whole life, next to the locals they are moved into
+/// (the `WebSocketStream` alone is about 300 bytes). The `async move` block below uses what it
+/// captures in place, so each piece is stored once in every idle connection's task.
 pub(crate) fn serve<S>(
     ws: WebSocketStream<S>,
     app: Arc<AppState>,
@@ -70,30 +71,21 @@ pub(crate) fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sink, stream) = ws.split();
-    serve_split(sink, stream, app, permit)
-}
-
-async fn serve_split<S>(
-    sink: Sink<S>,
-    stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
-    app: Arc<AppState>,
-    permit: &mut SocketPermit,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+    let (sink, mut stream) = ws.split();
+    let write_timeout = app.settings.websocket.write_timeout();
     let mut conn = Connection {
-        app: app.clone(),
+        app,
         sink,
-        write_timeout: app.settings.websocket.write_timeout(),
+        write_timeout,
     };
-    let mut stream = stream;
-    // Everything before the loop runs boxed: its await states (authenticate, presence, welcome)
-    // would otherwise be part of every idle connection's task for its whole life.
-    let Some(mut sock) = Box::pin(conn.start(&mut stream, permit)).await else {
-        return;
-    };
-    conn.run(&mut stream, &mut sock).await;
+    async move {
+        // Everything before the loop runs boxed: its await states (authenticate, presence,
+        // welcome) would otherwise be part of every idle connection's task for its whole life.
+        let Some(mut sock) = Box::pin(conn.start(&mut stream, permit)).await else {
+            return;
+        };
+        conn.run(&mut stream, &mut sock).await;
+    }
 }
 
 /// The connection's writing half and what it needs to answer.
@@ -398,8 +390,7 @@ where
     where
         R: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
     {
-        let period = self.app.settings.websocket.heartbeat();
-        let mut next_ping = Instant::now() + period;
+        let mut next_ping = Instant::now() + self.app.settings.websocket.heartbeat();
         let mut last_heard = Instant::now();
         // Live events wait until the client's first frame has been handled (or RESUME_GRACE
         // passes): a reconnecting client's `subscribe` with `since` must get its backfill before
@@ -429,6 +420,9 @@ where
             }
             // Liveness: ping, and give up on a peer silent for two periods.
             if now >= next_ping {
+                // Read here rather than kept: every byte of this function's state is per idle
+                // connection.
+                let period = self.app.settings.websocket.heartbeat();
                 if last_heard.elapsed() > period * 2 {
                     Box::pin(self.close(close_code::HEARTBEAT_TIMEOUT, "no answer to pings")).await;
                     return;
