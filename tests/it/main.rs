@@ -13,6 +13,7 @@ mod browser;
 mod direct_writes;
 mod faults;
 mod layout;
+mod liveness;
 mod migrations;
 mod notifications;
 mod port_limits;
