@@ -77,6 +77,7 @@ where
         app,
         sink,
         write_timeout,
+        last_flush: None,
     };
     async move {
         // Everything before the loop runs boxed: its await states (authenticate, presence,
@@ -99,6 +100,9 @@ struct Connection<S> {
     app: Arc<AppState>,
     sink: Sink<S>,
     write_timeout: Duration,
+    /// When events were last flushed, kept only with `websocket.write_linger_micros`: a socket
+    /// flushed less than the linger ago is busy, and its next batch waits out the rest of it.
+    last_flush: Option<Instant>,
 }
 
 /// One socket's state after authentication (its identity, subscriptions, budget): not a chat
@@ -514,44 +518,41 @@ where
     }
 
     /// Writes `first` and whatever else is queued (up to WRITE_BATCH frames), then flushes once:
-    /// fewer syscalls under load. With `websocket.write_linger_micros`, a batch that drained the
-    /// queue before it filled waits that long once for more before the flush. One timeout bounds
-    /// the whole batch.
+    /// fewer syscalls under load. With `websocket.write_linger_micros`, a busy socket (flushed
+    /// less than the linger ago) first waits out the rest of the linger, so that its queue
+    /// gathers more frames for one send; a socket that was quiet is never delayed. One timeout
+    /// bounds the whole batch.
     async fn write_events(
         &mut self,
         sock: &mut SocketState,
         first: std::sync::Arc<Outbound>,
     ) -> Result<(), Gone> {
         let sink = &mut self.sink;
-        let mut linger = self.app.settings.websocket.write_linger();
+        let linger = self.app.settings.websocket.write_linger();
+        let busy_until = linger.zip(self.last_flush).map(|(l, at)| at + l);
         let write = async {
+            if let Some(until) = busy_until.filter(|u| Instant::now() < *u) {
+                tokio::time::sleep_until(until).await;
+            }
             let mut event = Some(first);
             let mut written = 0;
-            loop {
-                while let Some(e) = event.take() {
-                    if let Some(frame) = sock.accept(&e) {
-                        sink.feed(Message::Text(frame)).await?;
-                        written += 1;
-                    }
-                    if written >= WRITE_BATCH {
-                        break;
-                    }
-                    event = sock.reg.try_recv();
+            while let Some(e) = event.take() {
+                if let Some(frame) = sock.accept(&e) {
+                    sink.feed(Message::Text(frame)).await?;
+                    written += 1;
                 }
-                match linger.take() {
-                    Some(wait) if written < WRITE_BATCH => {
-                        tokio::time::sleep(wait).await;
-                        event = sock.reg.try_recv();
-                        if event.is_none() {
-                            break;
-                        }
-                    }
-                    _ => break,
+                if written >= WRITE_BATCH {
+                    break;
                 }
+                event = sock.reg.try_recv();
             }
             sink.flush().await
         };
-        match tokio::time::timeout(self.write_timeout, write).await {
+        let result = tokio::time::timeout(self.write_timeout, write).await;
+        if linger.is_some() {
+            self.last_flush = Some(Instant::now());
+        }
+        match result {
             Ok(Ok(())) => Ok(()),
             _ => Err(Gone),
         }

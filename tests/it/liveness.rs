@@ -37,3 +37,30 @@ async fn a_peer_that_answers_pings_stays_open_while_idle() {
     );
     player.assert_alive().await;
 }
+
+#[tokio::test]
+async fn with_a_write_linger_every_message_still_arrives_in_order() {
+    let mut settings = test_settings();
+    settings.websocket.write_linger_micros = 2000;
+    let env = TestEnv::start_with(settings).await;
+    let session = env.open_session(83).await;
+    let mut player = WsClient::connect(&env.ws_url()).await;
+    player.authenticate(&player_token(83)).await;
+    let db = env.db().await;
+    // Rows in separate statements, so the socket is busy (flushed within the linger) when the
+    // later ones arrive: those wait out the linger, none is lost or reordered.
+    for n in 1..=20 {
+        db.execute(
+            "insert into gre_chat_messages (session_id, sender, message) values ($1, 'gre', $2)",
+            &[&session, &format!("m{n}")],
+        )
+        .await
+        .expect("insert");
+    }
+    for n in 1..=20 {
+        let frame = tokio::time::timeout(Duration::from_secs(2), player.recv_type("chat_message"))
+            .await
+            .expect("delivered");
+        assert_eq!(frame["message"]["message"], format!("m{n}"));
+    }
+}
