@@ -519,7 +519,12 @@ function sessionItem(s) {
   let preview;
   if (typists.length) preview = h('span', { class: 'si-typing' }, 'typing…');
   else if (last) {
-    const who = last.sender === 'gre' ? (last.senderId === state.me ? 'You: ' : (last.senderName || last.senderId || 'GRE') + ': ') : '';
+    // The desk's own lines (docs/protocol.md, systemKind) are labelled, so a queued chat whose
+    // last row is the auto-reply does not read as if a GRE had answered.
+    const desk = { auto_reply: 'Auto-reply: ', after_hours: 'Out of hours: ', transfer: '' }[last.systemKind];
+    const who = last.sender === 'gre'
+      ? (last.senderId === state.me ? 'You: ' : (last.senderName || last.senderId || 'GRE') + ': ')
+      : (desk || '');
     preview = [who ? h('span', { class: 'si-who' }, who) : null, last.message];
   } else preview = h('span', { class: 'muted' }, 'No messages yet');
   const assignee = s.assignedGreId

@@ -13,7 +13,8 @@
 -- Touches: functions gre_relay.ts_json(timestamptz), gre_relay.message_json(gre_chat_messages),
 --          gre_relay.session_json(gre_chat_sessions).
 --       message_json() carries `attachment` (issue 14: null, or the file's name, type, size,
---       dimensions, kind and whether `message` is only a label) since sql/0220.
+--       dimensions, kind and whether `message` is only a label) since sql/0220, and
+--       `systemKind` (the GRE desk's system lines, sql/0210).
 -- Idempotent: yes (create or replace).
 
 -- RFC 3339 in UTC with microseconds, whatever the session's TimeZone; null stays null.
@@ -52,7 +53,10 @@ begin
                          'width',          m.attachment_width,
                          'height',         m.attachment_height,
                          'kind',           case when m.attachment_type like 'image/%' then 'image' else 'file' end,
-                         'messageIsLabel', m.message_is_label) end
+                         'messageIsLabel', m.message_is_label) end,
+    -- Which line of the GRE desk a system message is (sql/0210): auto_reply, after_hours,
+    -- transfer; null for every other message.
+    'systemKind',      m.system_kind
   );
 end
 $$;

@@ -263,6 +263,8 @@ async fn a_gre_coming_online_takes_the_queue_oldest_first_up_to_capacity() {
         assert_eq!(chat.len(), 2, "{frames:?}");
         assert_eq!(chat[0]["message"]["sender"], "player");
         assert_eq!(chat[1]["message"]["sender"], "system");
+        assert_eq!(chat[1]["message"]["systemKind"], "auto_reply");
+        assert_eq!(chat[0]["message"]["systemKind"], Value::Null);
         assert!(chat[1]["message"]["message"]
             .as_str()
             .is_some_and(|t| t.contains("busy")));
