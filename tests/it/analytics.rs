@@ -768,6 +768,19 @@ async fn long_periods_answer_from_histograms_within_the_documented_bound() {
         (0..3).all(|i| sizes.get::<_, i64>(i) > 0),
         "rollups written"
     );
+    // The bins written out in the SQL are gre_relay.analytics_bin()'s: a bin holding one
+    // sample has that sample as its total.
+    let off: i64 = db
+        .query_one(
+            "select count(*) from gre_relay.analytics_daily
+              where metric in ('frt', 'resolution', 'reply') and n = 1
+                and gre_relay.analytics_bin(total) <> bin",
+            &[],
+        )
+        .await
+        .expect("bins")
+        .get(0);
+    assert_eq!(off, 0, "bins differ from gre_relay.analytics_bin()");
 
     let mut exact: HashMap<(String, String), (i64, f64, f64, f64)> = HashMap::new();
     for r in db
