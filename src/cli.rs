@@ -89,6 +89,20 @@ and print its public JWK with --print-jwk.")]
     },
 }
 
+/// The async runtime, with `server.worker_threads` threads (0: tokio's default, one per core or
+/// `TOKIO_WORKER_THREADS`). Settings that fail to load are reported again by [`run`].
+pub fn runtime(cli: &Cli) -> anyhow::Result<tokio::runtime::Runtime> {
+    let threads = Settings::load(cli.config.as_deref())
+        .map(|s| s.server.worker_threads)
+        .unwrap_or(0);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if threads > 0 {
+        builder.worker_threads(threads);
+    }
+    Ok(builder.build()?)
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {

@@ -44,6 +44,9 @@ pub struct ServerSettings {
     /// Browser origins allowed to call the REST API and open WebSockets, comma-separated;
     /// `*` allows any (CONTRACT section 3).
     pub allowed_origins: String,
+    /// Threads of the async runtime; 0 = one per core (docs/performance.md, "Issue 12, idle
+    /// memory and relay CPU").
+    pub worker_threads: usize,
 }
 
 #[derive(Clone, Deserialize)]
@@ -179,6 +182,9 @@ pub struct WebSocketSettings {
     pub max_unauthenticated: usize,
     /// WebSockets one player or staff member may hold on this relay.
     pub max_connections_per_identity: usize,
+    /// Microseconds a connection waits, once it has written what was queued, for more events
+    /// before it flushes; 0 = flush at once.
+    pub write_linger_micros: u64,
 }
 
 /// `[storage]`: every key is commented in `config/default.toml`.
@@ -442,6 +448,10 @@ impl ServerSettings {
 impl WebSocketSettings {
     pub fn auth_timeout(&self) -> Duration {
         Duration::from_secs(self.auth_timeout_seconds.max(1))
+    }
+    /// None: no linger (flush as soon as the queue is drained).
+    pub fn write_linger(&self) -> Option<Duration> {
+        (self.write_linger_micros > 0).then(|| Duration::from_micros(self.write_linger_micros))
     }
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_seconds.max(1))

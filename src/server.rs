@@ -39,9 +39,11 @@ pub struct Relay {
 fn ws_config(settings: &Settings) -> WebSocketConfig {
     let max = settings.websocket.max_frame_bytes;
     WebSocketConfig::default()
-        // Chat frames are small; a 1 KiB read buffer saves 3 KiB per idle connection
-        // (docs/performance.md) and still reads a 4000-character message in a few calls.
-        .read_buffer_size(1024)
+        // Chat frames are small. The buffer never shrinks and grows to the largest frame read
+        // (the `authenticate` frame with its token, usually): starting at 256 bytes instead of
+        // 1 KiB saves 768 bytes on every idle connection (docs/performance.md, "Issue 12, idle
+        // memory and relay CPU"); a 4000-character message takes a few more read calls.
+        .read_buffer_size(256)
         .write_buffer_size(8192)
         .max_write_buffer_size(max * 4 + 1024 * 1024)
         .max_message_size(Some(max))
@@ -260,6 +262,9 @@ async fn accept_loop(
         }
     }
     drop(acceptor);
+    // Authenticated WebSockets hear of the shutdown through their queues (they keep no watch
+    // receiver of their own: docs/performance.md, idle memory).
+    state.deps.hub.close_all();
     let timeout = Duration::from_secs(state.settings.server.shutdown_timeout_seconds.max(1));
     state.plumbing.tasks.close();
     http_conns.close();

@@ -52,6 +52,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("sql/0100_direct_writes.sql"),
     migration!("sql/0180_relay_event_key.sql"),
     migration!("sql/0190_versioned_and_repeatable.sql"),
+    migration!("sql/0201_unread_index.sql"),
     migration!("sql/0210_desk.sql"),
     migration!("sql/0220_message_attachments.sql"),
     migration!("sql/0230_analytics_facts.sql"),

@@ -20,7 +20,7 @@ use tokio_postgres::error::SqlState;
 
 use super::error::ApiError;
 use super::response::{json_response, Body};
-use super::rest::{authenticate, caller_key, query_params, require_staff};
+use super::rest::{authenticate, query_params, require_staff, take_rest_budget};
 use crate::chat::store_error;
 use crate::db::{AnalyticsRow, LiveWaits, StoreError};
 use crate::protocol::ErrorCode;
@@ -197,14 +197,7 @@ async fn answer(req: Request<Incoming>, app: &AppState) -> Result<Response<Body>
     let identity = authenticate(&req, app).await?;
     require_staff(&identity)?;
     // Reports cost the database far more than a page of messages: paced per caller like writes.
-    if !app.plumbing.rest_limits.take(&caller_key(&identity)) {
-        app.metrics.rate_limited.inc();
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            "too many requests; slow down",
-        ));
-    }
+    take_rest_budget(app, &identity)?;
     let accept = req
         .headers()
         .get(ACCEPT)

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::error::{error_response, ApiCode, ApiError};
 use super::response::Body;
-use super::rest::{authenticate, caller_key, discard_up_to, query_params, raw_response};
+use super::rest::{authenticate, discard_up_to, query_params, raw_response, take_rest_budget};
 use crate::attachments::{AttachmentError, Attachments, Reader, Uploaded};
 use crate::auth::Identity;
 use crate::protocol::ErrorCode;
@@ -154,14 +154,7 @@ struct UploadBody<'a> {
 async fn upload(req: Request<Incoming>, app: &AppState) -> Result<Response<Body>, ApiError> {
     let identity = authenticate(&req, app).await?;
     // An upload costs disk and object store work: paced like every REST write.
-    if !app.plumbing.rest_limits.take(&caller_key(&identity)) {
-        app.metrics.rate_limited.inc();
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            "too many requests; slow down",
-        ));
-    }
+    take_rest_budget(app, &identity)?;
     let attachments = &app.deps.attachments;
     let limits = attachments.limits();
     let max = limits.max_upload_bytes;

@@ -22,8 +22,8 @@ use super::bodies::Field;
 use super::error::{error_response, ApiCode, ApiError};
 use super::response::Body;
 use super::rest::{
-    authenticate, caller_key, limit_param, param_uuid, query_params, raw_response, read_body,
-    require_staff,
+    authenticate, limit_param, param_uuid, query_params, raw_response, read_body, require_staff,
+    take_rest_budget,
 };
 use crate::auth::Identity;
 use crate::chat::{store_error, ChatError};
@@ -162,13 +162,8 @@ async fn dispatch(
         ));
     };
     let (staff_id, staff_name) = (staff_id.clone(), staff_name.clone());
-    if req.method() != Method::GET && !app.plumbing.rest_limits.take(&caller_key(&identity)) {
-        app.metrics.rate_limited.inc();
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            "too many requests; slow down",
-        ));
+    if req.method() != Method::GET {
+        take_rest_budget(app, &identity)?;
     }
     let store = &app.deps.store;
     match route {

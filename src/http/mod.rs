@@ -139,7 +139,7 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
             "this origin may not open a WebSocket here",
         );
     }
-    let permit = match app.plumbing.admission.open_socket() {
+    let mut permit = match app.plumbing.admission.open_socket() {
         Ok(permit) => permit,
         Err(refusal) => {
             app.metrics.refused_connections.inc();
@@ -151,23 +151,25 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let config = app.plumbing.ws_config;
     let tracker = app.plumbing.tasks.clone();
-    tracker.spawn(async move {
-        let mut permit = permit;
+    // `permit` is used in place, not moved into a local: both copies would stay in the task.
+    let task = async move {
         match on_upgrade.await {
             Ok(upgraded) => {
+                // The config is read here, not captured: a captured copy would stay in every
+                // connection's task for its whole life.
                 let ws = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
-                    Some(config),
+                    Some(app.plumbing.ws_config),
                 )
                 .await;
                 crate::ws::connection::serve(ws, app, &mut permit).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
-    });
+    };
+    tracker.spawn(task);
     let mut res = Response::new(Full::new(Bytes::new()));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();

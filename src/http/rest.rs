@@ -126,13 +126,8 @@ async fn dispatch(
 ) -> ApiResult {
     let identity = authenticate(&req, app).await?;
     // Writes cost database work: pace them per caller, as the WebSocket paces frames.
-    if req.method() != Method::GET && !app.plumbing.rest_limits.take(&caller_key(&identity)) {
-        app.metrics.rate_limited.inc();
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            "too many requests; slow down",
-        ));
+    if req.method() != Method::GET {
+        take_rest_budget(app, &identity)?;
     }
     let query = query_params(&req);
     match route {
@@ -261,6 +256,20 @@ pub(super) fn caller_key(identity: &Identity) -> String {
         Identity::Player { player_id } => format!("player:{player_id}"),
         Identity::Staff { staff_id, .. } => format!("staff:{staff_id}"),
     }
+}
+
+/// Takes one request from the caller's REST budget (`plumbing.rest_limits`): writes, uploads and
+/// reports cost database work, so they are paced per caller as the WebSocket paces frames.
+pub(super) fn take_rest_budget(app: &AppState, identity: &Identity) -> Result<(), ApiError> {
+    if app.plumbing.rest_limits.take(&caller_key(identity)) {
+        return Ok(());
+    }
+    app.metrics.rate_limited.inc();
+    Err(ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited,
+        "too many requests; slow down",
+    ))
 }
 
 pub(super) fn require_staff(identity: &Identity) -> Result<&str, ApiError> {

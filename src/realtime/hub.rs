@@ -1,10 +1,15 @@
 //! The subscription hub: which connection wants which session's events, and the fan-out of each
 //! event to them. Staff connections receive every session.
 //!
-//! Every connection has one bounded queue. The one place that decides what happens when a client
-//! cannot keep up is [`Hub::offer`]: the event is not queued, the connection is unregistered and
-//! told it lagged; it then closes with code 4008 and the client resumes from its last cursor. No
-//! event is ever dropped silently, and a slow client cannot grow the relay's memory.
+//! Every connection has one bounded queue ([`Queue`]). The one place that decides what happens
+//! when a client cannot keep up is [`Hub::offer`]: the event is not queued, the connection is
+//! unregistered and its queue closed as lagged; it then closes with code 4008 and the client
+//! resumes from its last cursor. No event is ever dropped silently, and a slow client cannot grow
+//! the relay's memory. Shutdown reaches every connection the same way ([`Hub::close_all`]).
+//!
+//! The maps are sized for many idle connections (docs/performance.md, "Issue 12, idle memory and
+//! relay CPU"): a connection list of one id is stored inline ([`Ids`]), and a connection's
+//! sessions are a short sorted vector, not a hash map of their own.
 //!
 //! Frames are serialized once by the caller and shared (`Utf8Bytes` is reference counted), so one
 //! event to 50 staff sockets costs 50 pointer copies, not 50 encodings.
@@ -17,9 +22,11 @@ use prometheus_client::metrics::counter::Counter;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use uuid::Uuid;
+
+pub use super::queue::{Closed, Recv};
+use super::queue::{PushError, Queue};
 
 pub type ConnId = u64;
 
@@ -43,11 +50,9 @@ pub enum Outbound {
 /// A connection as the hub sees it.
 struct Subscriber {
     /// Bounded: its capacity is `websocket.outbound_queue`. Events are `Arc`ed: one allocation
-    /// per event shared by all receivers, and 8-byte channel slots (measured: 1.7 KiB less per
+    /// per event shared by all receivers, and 8-byte slots (measured: 1.7 KiB less per
     /// connection than queueing the enum itself).
-    tx: mpsc::Sender<Arc<Outbound>>,
-    /// Rung once when the queue overflowed; the connection then closes with 4008.
-    lagged: Arc<Notify>,
+    queue: Arc<Queue<Arc<Outbound>>>,
     /// Staff see every session without subscribing.
     is_staff: bool,
     /// The player behind a player connection (for presence and push decisions).
@@ -56,7 +61,7 @@ struct Subscriber {
     /// The connection's own position in it: the highest message number it is known to hold
     /// (from its backfill, or from live publication). The listener's catch-up after a
     /// reconnect starts from the lowest position among a session's subscribers.
-    sessions: HashMap<Uuid, i64>,
+    sessions: Held,
     /// Sessions this connection unsubscribed from: following a player's sessions (a session
     /// notification) must not subscribe it again. Empty for nearly every connection, so a Vec
     /// that allocates only when used.
@@ -66,14 +71,122 @@ struct Subscriber {
 #[derive(Default)]
 struct HubState {
     conns: HashMap<ConnId, Subscriber>,
-    by_session: HashMap<Uuid, Vec<ConnId>>,
+    by_session: HashMap<Uuid, Ids>,
     staff: HashSet<ConnId>,
     /// Live connections per player id, across all of a player's tabs.
-    players: HashMap<i64, Vec<ConnId>>,
+    players: HashMap<i64, Ids>,
     /// Highest message number published per session: a replayed message (the listener's
     /// backfill after a reconnect) is not published twice. Only publishing raises it: a
     /// subscriber that read a message from the table must not stop its live publication.
     last_seq: HashMap<Uuid, i64>,
+    /// Set by [`Hub::close_all`]: a connection registering after it gets a closed queue.
+    closed: bool,
+}
+
+/// The connections of one session or one player: nearly always one, stored without an
+/// allocation of its own.
+enum Ids {
+    One(ConnId),
+    Many(Vec<ConnId>),
+}
+
+impl Ids {
+    fn push(&mut self, id: ConnId) {
+        match self {
+            Ids::One(first) => *self = Ids::Many(vec![*first, id]),
+            Ids::Many(v) => v.push(id),
+        }
+    }
+
+    /// Removes `id`; returns whether the list is now empty.
+    fn remove(&mut self, id: ConnId) -> bool {
+        match self {
+            Ids::One(only) => *only == id,
+            Ids::Many(v) => {
+                v.retain(|c| *c != id);
+                match v[..] {
+                    [] => true,
+                    [last] => {
+                        *self = Ids::One(last);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[ConnId] {
+        match self {
+            Ids::One(id) => std::slice::from_ref(id),
+            Ids::Many(v) => v,
+        }
+    }
+}
+
+/// A connection's subscriptions with its position in each, sorted by session id. Most
+/// connections hold one; a `HashMap` would allocate room for three and a control block.
+#[derive(Default)]
+struct Held(Vec<(Uuid, i64)>);
+
+impl Held {
+    fn find(&self, session_id: &Uuid) -> Result<usize, usize> {
+        self.0.binary_search_by(|(s, _)| s.cmp(session_id))
+    }
+
+    fn get_mut(&mut self, session_id: &Uuid) -> Option<&mut i64> {
+        let i = self.find(session_id).ok()?;
+        Some(&mut self.0[i].1)
+    }
+
+    fn get(&self, session_id: &Uuid) -> Option<i64> {
+        self.find(session_id).ok().map(|i| self.0[i].1)
+    }
+
+    /// Inserts or overwrites; returns whether the session was there before.
+    fn insert(&mut self, session_id: Uuid, position: i64) -> bool {
+        match self.find(&session_id) {
+            Ok(i) => {
+                self.0[i].1 = position;
+                true
+            }
+            Err(i) => {
+                // Grow one slot at a time while short (the usual one or two sessions), the usual
+                // doubling beyond.
+                if self.0.len() == self.0.capacity() && self.0.len() < 4 {
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(i, (session_id, position));
+                false
+            }
+        }
+    }
+
+    fn remove(&mut self, session_id: &Uuid) -> bool {
+        match self.find(session_id) {
+            Ok(i) => {
+                self.0.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn ids(self) -> impl Iterator<Item = Uuid> {
+        self.0.into_iter().map(|(s, _)| s)
+    }
+}
+
+fn add_id(
+    map_entry: std::collections::hash_map::Entry<'_, impl std::hash::Hash + Eq, Ids>,
+    id: ConnId,
+) {
+    match map_entry {
+        std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().push(id),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(Ids::One(id));
+        }
+    }
 }
 
 /// Counters for health and /metrics (shared handles: the registry holds clones).
@@ -95,13 +208,28 @@ pub struct Hub {
     pub stats: HubStats,
 }
 
-/// What a connection keeps from registering: its queue's receiving end and the lag signal.
-/// Dropping it unregisters the connection.
+/// What a connection keeps from registering: its queue's receiving end, which also says when
+/// it lagged or the relay shuts down. Dropping it unregisters the connection.
 pub struct Registration {
     hub: Arc<Hub>,
     pub id: ConnId,
-    pub rx: mpsc::Receiver<Arc<Outbound>>,
-    pub lagged: Arc<Notify>,
+    queue: Arc<Queue<Arc<Outbound>>>,
+}
+
+impl Registration {
+    /// The next event for this connection (when `deliver`), or why it must close. A plain
+    /// `poll_fn`, not an `async fn`: it sits in every idle connection's task.
+    pub fn recv(
+        &self,
+        deliver: bool,
+    ) -> impl std::future::Future<Output = Recv<Arc<Outbound>>> + '_ {
+        std::future::poll_fn(move |cx| self.queue.poll_recv(cx, deliver))
+    }
+
+    /// The next event if one is already waiting (and the queue is open).
+    pub fn try_recv(&self) -> Option<Arc<Outbound>> {
+        self.queue.try_recv()
+    }
 }
 
 impl Drop for Registration {
@@ -130,33 +258,45 @@ impl Hub {
         is_staff: bool,
         player_id: Option<i64>,
     ) -> Registration {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let lagged = Arc::new(Notify::new());
+        let queue = Arc::new(Queue::new(capacity));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let mut state = self.lock();
-        if is_staff {
-            state.staff.insert(id);
+        if state.closed {
+            // Shutting down: the connection is told so at its first wait, and is not added.
+            queue.close(Closed::Shutdown);
+        } else {
+            if is_staff {
+                state.staff.insert(id);
+            }
+            if let Some(p) = player_id {
+                add_id(state.players.entry(p), id);
+            }
+            state.conns.insert(
+                id,
+                Subscriber {
+                    queue: queue.clone(),
+                    is_staff,
+                    player_id,
+                    sessions: Held::default(),
+                    left: Vec::new(),
+                },
+            );
         }
-        if let Some(p) = player_id {
-            state.players.entry(p).or_default().push(id);
-        }
-        state.conns.insert(
-            id,
-            Subscriber {
-                tx,
-                lagged: lagged.clone(),
-                is_staff,
-                player_id,
-                sessions: HashMap::new(),
-                left: Vec::new(),
-            },
-        );
         drop(state);
         Registration {
             hub: self.clone(),
             id,
-            rx,
-            lagged,
+            queue,
+        }
+    }
+
+    /// Shutdown: every connection's queue closes (they answer 1001), and later registrations
+    /// get a closed queue.
+    pub fn close_all(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        for sub in state.conns.values() {
+            sub.queue.close(Closed::Shutdown);
         }
     }
 
@@ -172,8 +312,8 @@ impl Hub {
             return;
         };
         sub.left.retain(|s| *s != session_id);
-        if sub.sessions.insert(session_id, position).is_none() {
-            state.by_session.entry(session_id).or_default().push(id);
+        if !sub.sessions.insert(session_id, position) {
+            add_id(state.by_session.entry(session_id), id);
         }
     }
 
@@ -182,7 +322,7 @@ impl Hub {
         let Some(sub) = state.conns.get_mut(&id) else {
             return;
         };
-        if sub.sessions.remove(&session_id).is_none() {
+        if !sub.sessions.remove(&session_id) {
             return;
         }
         // Remembered only for a player's sessions it really left: the list stays as short as
@@ -227,7 +367,7 @@ impl Hub {
     /// notification).
     pub fn follow_new_session(&self, player_id: i64, session_id: Uuid) {
         let mut state = self.lock();
-        let Some(conns) = state.players.get(&player_id).cloned() else {
+        let Some(conns) = state.players.get(&player_id).map(|c| c.as_slice().to_vec()) else {
             return;
         };
         for id in conns {
@@ -236,10 +376,9 @@ impl Hub {
                     continue;
                 }
                 // A new session: its connection holds nothing of it yet.
-                if let std::collections::hash_map::Entry::Vacant(e) = sub.sessions.entry(session_id)
-                {
-                    e.insert(0);
-                    state.by_session.entry(session_id).or_default().push(id);
+                if sub.sessions.get(&session_id).is_none() {
+                    sub.sessions.insert(session_id, 0);
+                    add_id(state.by_session.entry(session_id), id);
                 }
             }
         }
@@ -283,7 +422,12 @@ impl Hub {
         // subscribed explicitly must not get the event twice).
         let mut targets: Vec<ConnId> = state.staff.iter().copied().collect();
         if let Some(subs) = state.by_session.get(&session_id) {
-            targets.extend(subs.iter().copied().filter(|id| !state.staff.contains(id)));
+            targets.extend(
+                subs.as_slice()
+                    .iter()
+                    .copied()
+                    .filter(|id| !state.staff.contains(id)),
+            );
         }
         for id in targets {
             if Some(id) != except {
@@ -298,16 +442,16 @@ impl Hub {
         let Some(sub) = state.conns.get(&id) else {
             return;
         };
-        match sub.tx.try_send(event) {
+        match sub.queue.push(event) {
             Ok(()) => {
                 self.stats.deliveries.inc();
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                sub.lagged.notify_one();
+            Err(PushError::Full) => {
+                sub.queue.close(Closed::Lagged);
                 self.stats.lagged_disconnects.inc();
                 remove_conn(state, id);
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => remove_conn(state, id),
+            Err(PushError::Closed) => remove_conn(state, id),
         }
     }
 
@@ -323,8 +467,9 @@ impl Hub {
             .map(|(session_id, conns)| {
                 let published = state.last_seq.get(session_id).copied().unwrap_or(0);
                 let from = conns
+                    .as_slice()
                     .iter()
-                    .filter_map(|c| state.conns.get(c)?.sessions.get(session_id).copied())
+                    .filter_map(|c| state.conns.get(c)?.sessions.get(session_id))
                     .map(|held| held.max(published))
                     .min()
                     .unwrap_or(published);
@@ -368,24 +513,26 @@ fn remove_conn(state: &mut HubState, id: ConnId) {
         state.staff.remove(&id);
     }
     if let Some(p) = sub.player_id {
-        if let Some(conns) = state.players.get_mut(&p) {
-            conns.retain(|c| *c != id);
-            if conns.is_empty() {
-                state.players.remove(&p);
-            }
+        if state
+            .players
+            .get_mut(&p)
+            .is_some_and(|conns| conns.remove(id))
+        {
+            state.players.remove(&p);
         }
     }
-    for session_id in sub.sessions.into_keys() {
+    for session_id in sub.sessions.ids() {
         remove_from_session(state, session_id, id);
     }
 }
 
 fn remove_from_session(state: &mut HubState, session_id: Uuid, id: ConnId) {
-    if let Some(list) = state.by_session.get_mut(&session_id) {
-        list.retain(|c| *c != id);
-        if list.is_empty() {
-            state.by_session.remove(&session_id);
-        }
+    if state
+        .by_session
+        .get_mut(&session_id)
+        .is_some_and(|list| list.remove(id))
+    {
+        state.by_session.remove(&session_id);
     }
 }
 
@@ -402,24 +549,24 @@ mod tests {
         let hub = Hub::new();
         let s1 = Uuid::new_v4();
         let s2 = Uuid::new_v4();
-        let mut p1 = hub.register(8, false, Some(1));
-        let mut p2 = hub.register(8, false, Some(2));
-        let mut staff = hub.register(8, true, None);
+        let p1 = hub.register(8, false, Some(1));
+        let p2 = hub.register(8, false, Some(2));
+        let staff = hub.register(8, true, None);
         hub.subscribe(p1.id, s1, 0);
         hub.subscribe(p2.id, s2, 0);
         assert!(hub.publish_message(s1, 1, text("a")));
         assert!(matches!(
-            p1.rx.try_recv().as_deref(),
-            Ok(Outbound::Message { seq: 1, .. })
+            p1.try_recv().as_deref(),
+            Some(Outbound::Message { seq: 1, .. })
         ));
-        assert!(p2.rx.try_recv().is_err());
+        assert!(p2.try_recv().is_none());
         assert!(matches!(
-            staff.rx.try_recv().as_deref(),
-            Ok(Outbound::Message { seq: 1, .. })
+            staff.try_recv().as_deref(),
+            Some(Outbound::Message { seq: 1, .. })
         ));
         // A replay of the same number is not published again.
         assert!(!hub.publish_message(s1, 1, text("a")));
-        assert!(p1.rx.try_recv().is_err());
+        assert!(p1.try_recv().is_none());
     }
 
     #[tokio::test]
@@ -431,9 +578,10 @@ mod tests {
         for seq in 1..=3 {
             hub.publish_message(s, seq, text("x"));
         }
-        tokio::time::timeout(std::time::Duration::from_secs(1), p.lagged.notified())
+        let why = tokio::time::timeout(std::time::Duration::from_secs(1), p.recv(true))
             .await
             .expect("lag signalled");
+        assert!(matches!(why, Recv::Closed(Closed::Lagged)));
         assert_eq!(hub.connection_count(), 0);
         assert_eq!(hub.stats.lagged_disconnects.get(), 1);
     }
@@ -442,15 +590,15 @@ mod tests {
     async fn a_backfill_position_never_suppresses_live_publication() {
         let hub = Hub::new();
         let s = Uuid::new_v4();
-        let mut staff = hub.register(8, true, None);
+        let staff = hub.register(8, true, None);
         let p = hub.register(8, false, Some(1));
         hub.subscribe(p.id, s, 0);
         // A subscriber read message 3 from the table before the listener passed it on.
         hub.note_position(p.id, s, 3);
         assert!(hub.publish_message(s, 3, text("m3")));
         assert!(matches!(
-            staff.rx.try_recv().as_deref(),
-            Ok(Outbound::Message { seq: 3, .. })
+            staff.try_recv().as_deref(),
+            Some(Outbound::Message { seq: 3, .. })
         ));
         assert_eq!(hub.subscribed_sessions(), vec![(s, 3)]);
     }
@@ -474,7 +622,7 @@ mod tests {
     #[tokio::test]
     async fn an_unsubscribed_player_is_not_subscribed_again_by_following() {
         let hub = Hub::new();
-        let mut player = hub.register(8, false, Some(5));
+        let player = hub.register(8, false, Some(5));
         let session = Uuid::new_v4();
         hub.follow_new_session(5, session);
         hub.unsubscribe(player.id, session);
@@ -486,11 +634,11 @@ mod tests {
             hub.unsubscribe(player.id, Uuid::new_v4());
         }
         assert_eq!(hub.lock().conns[&player.id].left, vec![session]);
-        assert!(player.rx.try_recv().is_err(), "unsubscribed, yet delivered");
+        assert!(player.try_recv().is_none(), "unsubscribed, yet delivered");
         // Subscribing explicitly again undoes it.
         hub.subscribe(player.id, session, 1);
         hub.publish_message(session, 2, text("m2"));
-        assert!(player.rx.try_recv().is_ok());
+        assert!(player.try_recv().is_some());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`listener`]: the dedicated LISTEN connection; reads the rows a notification names and
 //!   turns them into frames for the hub.
 //! - [`hub`]: who is subscribed to what; fans frames out over bounded queues.
+//! - [`queue`]: one connection's bounded event queue (and why it closed).
 //! - [`presence`]: which players and staff this process holds sockets of, mirrored to the
 //!   database.
 //! - [`live_waits`]: the staff's live "waiting now" / "longest wait" counters.
@@ -16,5 +17,6 @@ pub(crate) mod listener;
 pub(crate) mod live_waits;
 pub mod notify;
 pub(crate) mod presence;
+pub(crate) mod queue;
 
 pub use notify::CHANNEL;

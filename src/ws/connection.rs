@@ -5,11 +5,10 @@
 //! Must not touch: other connections (only the hub fans out), the LISTEN connection.
 
 use futures_util::{SinkExt, StreamExt};
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -22,13 +21,15 @@ use crate::chat;
 use crate::db::StoreError;
 use crate::protocol::{self, ClientFrame, Cursor, ErrorCode, ProtocolError};
 use crate::rate_limit::TokenBucket;
-use crate::realtime::hub::{Outbound, Registration};
+use crate::realtime::hub::{Closed, Outbound, Recv, Registration};
 use crate::realtime::notify::{Origin, RelayedEvent, Side};
 use crate::realtime::presence::{Kind, PresenceGuard};
 use crate::shutdown::stopped;
 
 mod frames;
+mod held;
 use crate::state::AppState;
+use held::{Allowed, Positions};
 
 /// Close codes (docs/protocol.md).
 pub mod close_code {
@@ -57,89 +58,51 @@ type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
 
 /// Serves one upgraded connection until it closes. `permit` is its slot in the connection
 /// budgets; once the client has authenticated it moves to that identity's budget.
-pub(crate) async fn serve<S>(ws: WebSocketStream<S>, app: Arc<AppState>, permit: &mut SocketPermit)
+///
+/// Not an `async fn`, and the state is built before the future exists: an `async fn` keeps its
+/// arguments' storage in its state for its whole life, next to the locals they are moved into
+/// (the `WebSocketStream` alone is about 300 bytes). The `async move` block below uses what it
+/// captures in place, so each piece is stored once in every idle connection's task.
+pub(crate) fn serve<S>(
+    ws: WebSocketStream<S>,
+    app: Arc<AppState>,
+    permit: &mut SocketPermit,
+) -> impl std::future::Future<Output = ()> + Send + '_
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sink, stream) = ws.split();
+    let (sink, mut stream) = ws.split();
+    let write_timeout = app.settings.websocket.write_timeout();
     let mut conn = Connection {
-        app: app.clone(),
+        app,
         sink,
-        write_timeout: app.settings.websocket.write_timeout(),
+        write_timeout,
+        last_flush: None,
     };
-    let mut stream = stream;
-    let mut shutdown = app.plumbing.shutdown.clone();
-
-    let Some(verified) = Box::pin(conn.authenticate(&mut stream, &mut shutdown)).await else {
-        return;
-    };
-    let expires = app.deps.verifier.socket_deadline(&verified);
-    let identity = verified.identity;
-    if let Err(refusal) = permit.authenticate(identity_key(&identity)) {
-        app.metrics.refused_connections.inc();
-        let e = ProtocolError::new(ErrorCode::RateLimited, refusal.to_string());
-        let _ = conn.send_error(&e).await;
-        conn.close(close_code::POLICY, "too many connections for this identity")
-            .await;
-        return;
+    async move {
+        // Everything before the loop runs boxed: its await states (authenticate, presence,
+        // welcome) would otherwise be part of every idle connection's task for its whole life.
+        let Some(mut sock) = Box::pin(conn.start(&mut stream, permit)).await else {
+            return;
+        };
+        conn.run(&mut stream, &mut sock).await;
     }
-    let (is_staff, player_id) = match &identity {
-        Identity::Player { player_id } => (false, Some(*player_id)),
-        Identity::Staff { .. } => (true, None),
-    };
-    let reg = app
-        .deps
-        .hub
-        .register(app.settings.websocket.outbound_queue, is_staff, player_id);
-    // Recorded before `authenticated` is sent: from then on, the database knows this client is
-    // connected (no push notification for it, and its GRE shows online).
-    let presence = match &identity {
-        Identity::Player { player_id } => Some(
-            Box::pin(
-                app.deps
-                    .presence
-                    .attach(Kind::Player, player_id.to_string()),
-            )
-            .await,
-        ),
-        Identity::Staff {
-            staff_id,
-            service_role: false,
-            ..
-        } => Some(Box::pin(app.deps.presence.attach(Kind::Staff, staff_id.clone())).await),
-        Identity::Staff {
-            service_role: true, ..
-        } => None,
-    };
-    let mut sock = SocketState {
-        identity,
-        expires,
-        reg,
-        sent: HashMap::new(),
-        allowed: HashSet::new(),
-        _presence: presence,
-        bucket: TokenBucket::new(
-            app.settings.websocket.frames_per_second,
-            app.settings.websocket.frames_burst,
-        ),
-        pending_catch_up: None,
-    };
-    if Box::pin(conn.welcome(&mut sock)).await.is_err() {
-        return;
-    }
-    conn.run(&mut stream, &mut sock, &mut shutdown).await;
 }
 
 /// The connection's writing half and what it needs to answer.
 ///
-/// Why `Box::pin` around the rarely-run awaits (authenticate, welcome, handling a frame, close):
-/// a task's future is as large as its largest await state, for every idle connection. Boxing
-/// them keeps the waiting task small (measured: 4.9 KB -> 1.6 KB per connection,
-/// docs/performance.md); the allocation happens only while one of them runs.
+/// Why `Box::pin` around every await but the idle `select!` (authenticate, welcome, handling a
+/// frame, writing events, a ping, close): a task's future is as large as its largest await
+/// state, for every idle connection. Boxing them keeps the waiting task small (measured: 4.9 KB
+/// -> 1.6 KB -> 0.6 KB per connection, docs/performance.md); the allocation happens only while
+/// one of them runs.
 struct Connection<S> {
     app: Arc<AppState>,
     sink: Sink<S>,
     write_timeout: Duration,
+    /// When events were last flushed, kept only with `websocket.write_linger_micros`: a socket
+    /// flushed less than the linger ago is busy, and its next batch waits out the rest of it.
+    last_flush: Option<Instant>,
 }
 
 /// One socket's state after authentication (its identity, subscriptions, budget): not a chat
@@ -153,9 +116,9 @@ struct SocketState {
     reg: Registration,
     /// Per subscribed session: the number of the last message this client was sent. Live events
     /// at or below it are duplicates of a backfill and are dropped.
-    sent: HashMap<Uuid, i64>,
+    sent: Positions,
     /// Sessions this player was found to own (so typing / mark_read need no query each time).
-    allowed: HashSet<Uuid>,
+    allowed: Allowed,
     /// Keeps this client counted as present until the connection ends.
     _presence: Option<PresenceGuard>,
     /// Paces frames that cost database work.
@@ -216,15 +179,80 @@ where
         let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.close()).await;
     }
 
-    /// Waits for a good `authenticate` frame, answering everything else with an error.
-    async fn authenticate<R>(
-        &mut self,
-        stream: &mut R,
-        shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> Option<Verified>
+    /// Authenticates, takes the identity's slot, registers with the hub and presence, and
+    /// welcomes the client. None: the connection is over.
+    async fn start<R>(&mut self, stream: &mut R, permit: &mut SocketPermit) -> Option<SocketState>
     where
         R: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
     {
+        let app = self.app.clone();
+        let verified = self.authenticate(stream).await?;
+        let expires = app.deps.verifier.socket_deadline(&verified);
+        let identity = verified.identity;
+        if let Err(refusal) = permit.authenticate(identity_key(&identity)) {
+            app.metrics.refused_connections.inc();
+            let e = ProtocolError::new(ErrorCode::RateLimited, refusal.to_string());
+            let _ = self.send_error(&e).await;
+            self.close(close_code::POLICY, "too many connections for this identity")
+                .await;
+            return None;
+        }
+        let (is_staff, player_id) = match &identity {
+            Identity::Player { player_id } => (false, Some(*player_id)),
+            Identity::Staff { .. } => (true, None),
+        };
+        let reg = app
+            .deps
+            .hub
+            .register(app.settings.websocket.outbound_queue, is_staff, player_id);
+        // Recorded before `authenticated` is sent: from then on, the database knows this client
+        // is connected (no push notification for it, and its GRE shows online).
+        let presence = match &identity {
+            Identity::Player { player_id } => Some(
+                app.deps
+                    .presence
+                    .attach(Kind::Player, player_id.to_string())
+                    .await,
+            ),
+            Identity::Staff {
+                staff_id,
+                service_role: false,
+                ..
+            } => Some(
+                app.deps
+                    .presence
+                    .attach(Kind::Staff, staff_id.clone())
+                    .await,
+            ),
+            Identity::Staff {
+                service_role: true, ..
+            } => None,
+        };
+        let mut sock = SocketState {
+            identity,
+            expires,
+            reg,
+            sent: Positions::default(),
+            allowed: Allowed::default(),
+            _presence: presence,
+            bucket: TokenBucket::new(
+                app.settings.websocket.frames_per_second,
+                app.settings.websocket.frames_burst,
+            ),
+            pending_catch_up: None,
+        };
+        self.welcome(&mut sock).await.ok()?;
+        Some(sock)
+    }
+
+    /// Waits for a good `authenticate` frame, answering everything else with an error.
+    async fn authenticate<R>(&mut self, stream: &mut R) -> Option<Verified>
+    where
+        R: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        // Watched only until authentication: afterwards the hub closes the connection's queue
+        // on shutdown (`Hub::close_all`), so an idle socket keeps no watch receiver.
+        let shutdown = &mut self.app.plumbing.shutdown.clone();
         let deadline = Instant::now() + self.app.settings.websocket.auth_timeout();
         let mut failures = 0;
         loop {
@@ -362,110 +390,86 @@ where
         self.flush().await
     }
 
-    async fn run<R>(
-        &mut self,
-        stream: &mut R,
-        sock: &mut SocketState,
-        shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    ) where
+    async fn run<R>(&mut self, stream: &mut R, sock: &mut SocketState)
+    where
         R: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
     {
-        let period = self.app.settings.websocket.heartbeat();
-        let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut next_ping = Instant::now() + self.app.settings.websocket.heartbeat();
         let mut last_heard = Instant::now();
-        let lagged = sock.reg.lagged.clone();
         // Live events wait until the client's first frame has been handled (or RESUME_GRACE
         // passes): a reconnecting client's `subscribe` with `since` must get its backfill before
         // any newer live message, or it would see the session out of commit order. Nothing is
         // lost meanwhile: the events wait in the bounded queue.
         let mut hold_until = Some(Instant::now() + RESUME_GRACE);
-        // The credential's end. One timer for the connection's life, moved when a refresh moves
-        // the deadline (a secret API key has none: the branch stays off).
-        let mut deadline = sock.expires;
-        let expiry = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now));
-        tokio::pin!(expiry);
+        // One timer for everything timed (the next ping, the end of the hold, the credential's
+        // end), set to the earliest of them: one `Sleep` per idle connection instead of three.
+        // Why the work is done at the top of the loop, not in the timer's arm: the same checks
+        // must run however the task was woken (the token may run out while events flow).
+        let timer = tokio::time::sleep_until(next_ping);
+        tokio::pin!(timer);
         loop {
-            if sock.expires != deadline {
-                deadline = sock.expires;
-                if let Some(d) = deadline {
-                    expiry.as_mut().reset(d);
-                }
-            }
+            let now = Instant::now();
             // Checked before anything is written: once the token has run out, nothing more is
             // delivered, even when events and the timer are ready at the same moment.
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if sock.expires.is_some_and(|d| now >= d) {
                 Box::pin(self.expire()).await;
                 return;
             }
+            // The grace period is over: let live events flow.
+            if hold_until.is_some_and(|h| now >= h) {
+                hold_until = None;
+                if Box::pin(self.catch_up(sock)).await.is_err() {
+                    return;
+                }
+            }
+            // Liveness: ping, and give up on a peer silent for two periods.
+            if now >= next_ping {
+                // Read here rather than kept: every byte of this function's state is per idle
+                // connection.
+                let period = self.app.settings.websocket.heartbeat();
+                if last_heard.elapsed() > period * 2 {
+                    Box::pin(self.close(close_code::HEARTBEAT_TIMEOUT, "no answer to pings")).await;
+                    return;
+                }
+                if Box::pin(self.ping()).await.is_err() {
+                    return;
+                }
+                next_ping = Instant::now() + period;
+            }
+            let mut wake = next_ping;
+            for at in [hold_until, sock.expires].into_iter().flatten() {
+                wake = wake.min(at);
+            }
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
             let holding = hold_until.is_some();
             tokio::select! {
-                // Shutdown first: a server going down says so (1001) rather than keep writing.
-                _ = stopped(shutdown) => {
-                    Box::pin(self.close(1001, "server shutting down")).await;
-                    return;
-                }
-                // The hub gave up on this client: its queue was full.
-                _ = lagged.notified() => {
-                    Box::pin(self.close(close_code::LAGGING, "too slow: reconnect and resume from your last cursor")).await;
-                    return;
-                }
-                // The token ran out without a refresh.
-                _ = &mut expiry, if deadline.is_some() => {
-                    Box::pin(self.expire()).await;
-                    return;
-                }
-                // The grace period is over: let live events flow.
-                _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now)), if holding => {
-                    hold_until = None;
-                    if Box::pin(self.catch_up(sock)).await.is_err() {
-                        return;
-                    }
-                }
-                // Events for this client, written in batches with one flush.
-                event = sock.reg.rx.recv(), if !holding => {
-                    let Some(event) = event else {
-                        Box::pin(self.close(close_code::LAGGING, "too slow: reconnect and resume from your last cursor")).await;
-                        return;
-                    };
-                    if self.write_events(sock, event).await.is_err() {
-                        return;
-                    }
-                }
-                // What the client says.
-                next = stream.next() => {
-                    last_heard = Instant::now();
-                    match next {
-                        Some(Ok(Message::Text(text))) => {
-                            if Box::pin(self.handle_text(sock, &text)).await.is_err() {
-                                return;
-                            }
-                            if hold_until.take().is_some() && Box::pin(self.catch_up(sock)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Some(Ok(Message::Binary(_))) => {
-                            let e = ProtocolError::new(ErrorCode::InvalidJson, "binary frames are not supported; send JSON text");
-                            if Box::pin(self.send_error(&e)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Some(Ok(Message::Close(_))) | None => return,
-                        Some(Ok(_)) => {} // pings are answered by tungstenite; pongs just prove life
-                        Some(Err(e)) => {
-                            Box::pin(self.on_read_error(e)).await;
+                // Events for this client, written in batches with one flush; or the hub's word
+                // that the client lagged or the relay shuts down (seen while holding too).
+                next = sock.reg.recv(!holding) => match next {
+                    Recv::Event(event) => {
+                        if Box::pin(self.write_events(sock, event)).await.is_err() {
                             return;
                         }
                     }
-                }
-                // Liveness: ping, and give up on a peer silent for two periods.
-                _ = heartbeat.tick() => {
-                    if last_heard.elapsed() > period * 2 {
-                        Box::pin(self.close(close_code::HEARTBEAT_TIMEOUT, "no answer to pings")).await;
+                    // A server going down says so (1001) rather than keep writing.
+                    Recv::Closed(Closed::Shutdown) => {
+                        Box::pin(self.close(1001, "server shutting down")).await;
                         return;
                     }
-                    let ping = tokio::time::timeout(self.write_timeout, self.sink.send(Message::Ping(Default::default())));
-                    if !matches!(ping.await, Ok(Ok(()))) {
+                    // The hub gave up on this client: its queue was full.
+                    Recv::Closed(Closed::Lagged) => {
+                        Box::pin(self.close(close_code::LAGGING, "too slow: reconnect and resume from your last cursor")).await;
+                        return;
+                    }
+                },
+                // A ping is due, the hold is over or the token ran out: handled at the top.
+                () = &mut timer => {}
+                // What the client says (handled boxed: the frame is not kept in the idle state).
+                next = stream.next() => {
+                    last_heard = Instant::now();
+                    if Box::pin(self.on_client(sock, next, &mut hold_until)).await.is_err() {
                         return;
                     }
                 }
@@ -473,15 +477,63 @@ where
         }
     }
 
+    /// One item from the client's side of the socket. Err: the connection is over.
+    async fn on_client(
+        &mut self,
+        sock: &mut SocketState,
+        next: Option<Result<Message, WsError>>,
+        hold_until: &mut Option<Instant>,
+    ) -> Result<(), Gone> {
+        match next {
+            Some(Ok(Message::Text(text))) => {
+                self.handle_text(sock, &text).await?;
+                // The client's first frame ends the hold (see `run`).
+                if hold_until.take().is_some() {
+                    self.catch_up(sock).await?;
+                }
+                Ok(())
+            }
+            Some(Ok(Message::Binary(_))) => {
+                let e = ProtocolError::new(
+                    ErrorCode::InvalidJson,
+                    "binary frames are not supported; send JSON text",
+                );
+                self.send_error(&e).await
+            }
+            Some(Ok(Message::Close(_))) | None => Err(Gone),
+            Some(Ok(_)) => Ok(()), // pings are answered by tungstenite; pongs just prove life
+            Some(Err(e)) => {
+                self.on_read_error(e).await;
+                Err(Gone)
+            }
+        }
+    }
+
+    async fn ping(&mut self) -> Result<(), Gone> {
+        let ping = self.sink.send(Message::Ping(Default::default()));
+        match tokio::time::timeout(self.write_timeout, ping).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Gone),
+        }
+    }
+
     /// Writes `first` and whatever else is queued (up to WRITE_BATCH frames), then flushes once:
-    /// fewer syscalls under load. One timeout bounds the whole batch.
+    /// fewer syscalls under load. With `websocket.write_linger_micros`, a busy socket (flushed
+    /// less than the linger ago) first waits out the rest of the linger, so that its queue
+    /// gathers more frames for one send; a socket that was quiet is never delayed. One timeout
+    /// bounds the whole batch.
     async fn write_events(
         &mut self,
         sock: &mut SocketState,
         first: std::sync::Arc<Outbound>,
     ) -> Result<(), Gone> {
         let sink = &mut self.sink;
+        let linger = self.app.settings.websocket.write_linger();
+        let busy_until = linger.zip(self.last_flush).map(|(l, at)| at + l);
         let write = async {
+            if let Some(until) = busy_until.filter(|u| Instant::now() < *u) {
+                tokio::time::sleep_until(until).await;
+            }
             let mut event = Some(first);
             let mut written = 0;
             while let Some(e) = event.take() {
@@ -492,11 +544,15 @@ where
                 if written >= WRITE_BATCH {
                     break;
                 }
-                event = sock.reg.rx.try_recv().ok();
+                event = sock.reg.try_recv();
             }
             sink.flush().await
         };
-        match tokio::time::timeout(self.write_timeout, write).await {
+        let result = tokio::time::timeout(self.write_timeout, write).await;
+        if linger.is_some() {
+            self.last_flush = Some(Instant::now());
+        }
+        match result {
             Ok(Ok(())) => Ok(()),
             _ => Err(Gone),
         }

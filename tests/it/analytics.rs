@@ -480,7 +480,7 @@ async fn only_staff_read_analytics_through_the_relay_and_in_sql() {
 #[tokio::test]
 async fn closing_and_reopening_through_the_relay_fold_episodes() {
     let env = TestEnv::start().await;
-    // The desk's auto-reply (a system line) would shift the message numbers this test counts.
+    // The desk off: its auto-reply would be one more (system) message of the episode.
     desk_off(&env.db().await).await;
     let http = reqwest::Client::new();
     let staff = format!("Bearer {}", staff_token("staff-7"));

@@ -16,6 +16,7 @@ mod desk;
 mod direct_writes;
 mod faults;
 mod layout;
+mod liveness;
 mod migrations;
 mod notifications;
 mod port_limits;
