@@ -13,16 +13,25 @@
 --     gre_relay.analytics_session_changed(): at closing, gre_relay.analytics_fold() writes the
 --     episode's row, its reply samples and its message counts (sql/0230); at reopening, it opens
 --     a new episode row. Inserting a message runs nothing here.
+--   Rollups for periods over 31 days (sql/0231): gre_relay.analytics_roll() adds a closed
+--     episode to analytics_monthly, analytics_daily (histograms in 2% bins,
+--     gre_relay.analytics_bin()) and analytics_quarters (15-minute sums), from the view
+--     gre_relay.analytics_closed_facts; gre_relay.analytics_rollup_rebuild() sums them again from
+--     the facts (run here the first time, when they are empty).
 --   Read (staff only): public.gre_chat_analytics(from, to, group, tz) and
 --     public.gre_chat_analytics_live(). Both run with the caller's rights and refuse an API
 --     caller who is not GRE staff (insufficient_privilege); the tables' policies show such a
 --     caller nothing anyway.
 --   At the end, gre_relay.analytics_backfill() folds sessions closed before this file existed
 --   (only sessions without an episode row, so applying the file again does nothing more).
--- Touches: the functions above, gre_relay.analytics_fold(uuid), gre_relay.analytics_backfill();
+-- Touches: the functions above, gre_relay.analytics_fold(uuid), gre_relay.analytics_backfill(),
+--          gre_relay.analytics_bin(), analytics_roll_add(), analytics_roll(),
+--          analytics_rollup_rebuild(), the view gre_relay.analytics_closed_facts (drops and
+--          recreates public.gre_chat_analytics: its result gained the column percentiles);
 --          triggers gre_chat_sessions_analytics and gre_chat_sessions_analytics_insert on
 --          gre_chat_sessions; writes gre_relay.analytics_* (sql/0230).
--- Idempotent: yes (create or replace; the backfill skips sessions already folded).
+-- Idempotent: yes (create or replace; the backfill skips sessions already folded; the rollups
+--             are rebuilt only when empty).
 
 -- These two are plpgsql, not SQL functions: a SQL function that is not inlined (a SET clause
 -- prevents it) is planned again at every call, which made closing a session cost 1 ms; plpgsql
@@ -154,6 +163,9 @@ begin
     from a
    group by 1, 2, 3
   on conflict (bucket, sender, gre_id) do update set messages = c.messages + excluded.messages;
+
+  -- And its sums in the rollups of long periods.
+  perform gre_relay.analytics_roll(p_session, v_episode);
 end
 $$;
 
@@ -213,7 +225,216 @@ begin
 end
 $$;
 
+-- Rollups for long periods (sql/0231, docs/analytics.md "Long periods"). ---------------------
+
+-- The histogram bin of a time in seconds: 0 for [0, 1 s), then k >= 1 for
+-- [1.02^(k-1), 1.02^k) s: each bin is 2% wide, so any value of a bin is within 2% of any other
+-- (and of the bin's mean, which the report reads as the value of the samples in it). The report
+-- writes the same expression inline (a function call per sample costs more than the rest).
+create or replace function gre_relay.analytics_bin(p_seconds double precision) returns smallint
+  language sql immutable parallel safe
+  set search_path = ''
+  as $$
+  select case when p_seconds < 1 then 0
+              else 1 + pg_catalog.floor(pg_catalog.ln(p_seconds) / pg_catalog.ln(1.02::double precision))
+         end::smallint
+$$;
+
+-- The facts of the closed episodes and their reply samples, one row per (fact, whom it counts
+-- for): g = '' for everybody, else the GRE it counts for under group gre (the assignee for
+-- sessions, unanswered and resolution; each replier for replied; the first responder for frt;
+-- the answering GRE for reply). `at` is the attribution time (opened_at, or the player
+-- message's time for reply), s the seconds (null for counts). What analytics_monthly and
+-- analytics_quarters sum, and what a long report reads for the days at its edges.
+create or replace view gre_relay.analytics_closed_facts with (security_invoker = true) as
+select e.session_id, e.episode, null::bigint as player_seq, e.opened_at as at, x.g, x.metric, x.s
+  from gre_relay.analytics_episodes e
+  cross join lateral (
+    select case when e.first_reply_at is not null
+                then greatest(0, pg_catalog.date_part('epoch', e.first_reply_at - e.first_player_at))
+           end as frt,
+           (e.first_player_at is not null and e.first_reply_at is null) as unans,
+           pg_catalog.date_part('epoch', e.closed_at - e.opened_at) as res) v
+  cross join lateral (values
+    (''::text, 'sessions'::text, null::double precision),
+    (e.assigned_gre_id, 'sessions', null),
+    (case when cardinality(e.repliers) > 0 then '' end, 'replied', null),
+    (case when v.unans then '' end, 'unanswered', null),
+    (case when v.unans then e.assigned_gre_id end, 'unanswered', null),
+    (case when v.frt is not null then '' end, 'frt', v.frt),
+    (case when v.frt is not null then e.first_reply_gre end, 'frt', v.frt),
+    ('', 'resolution', v.res),
+    (e.assigned_gre_id, 'resolution', v.res)) as x(g, metric, s)
+ where e.closed_at is not null and x.g is not null
+union all
+select e.session_id, e.episode, null, e.opened_at, r.g, 'replied', null
+  from gre_relay.analytics_episodes e
+  cross join unnest(e.repliers) as r(g)
+ where e.closed_at is not null
+union all
+select r.session_id, null, r.player_seq, r.player_at, w.g, 'reply', r.seconds
+  from gre_relay.analytics_replies r
+  cross join lateral (values (''::text), (r.gre_id)) as w(g)
+ where w.g is not null;
+
+-- Adds facts to the rollups. Rows are locked in key order, so two closings at once never
+-- deadlock. p_facts: (at, g, metric, s, n) as in analytics_closed_facts, plus the message
+-- counts (metric player_messages / gre_messages, n messages).
+create or replace function gre_relay.analytics_roll_add(
+  p_at timestamptz[], p_g text[], p_metric text[], p_s double precision[], p_n bigint[])
+returns void
+  language plpgsql
+  security definer
+  set search_path = ''
+  as $$
+begin
+  insert into gre_relay.analytics_monthly as m (month, gre_id, metric, bin, n, total)
+  select pg_catalog.date_trunc('month', f.at, 'UTC'), f.g, f.metric,
+         -- gre_relay.analytics_bin(f.s), written out: a call per sample cost 0.1 ms.
+         case when f.s is null or f.s < 1 then 0
+              else 1 + pg_catalog.floor(pg_catalog.ln(f.s) / pg_catalog.ln(1.02::double precision))
+         end::smallint, sum(f.n),
+         coalesce(sum(f.s), 0)
+    from unnest(p_at, p_g, p_metric, p_s, p_n) as f(at, g, metric, s, n)
+   group by 1, 2, 3, 4
+   order by 1, 2, 3, 4
+  on conflict (month, gre_id, metric, bin) do update
+     set n = m.n + excluded.n, total = m.total + excluded.total;
+
+  insert into gre_relay.analytics_daily as d (day, gre_id, metric, bin, n, total)
+  select pg_catalog.date_trunc('day', f.at, 'UTC'), f.g, f.metric,
+         -- gre_relay.analytics_bin(f.s), written out: a call per sample cost 0.1 ms.
+         case when f.s is null or f.s < 1 then 0
+              else 1 + pg_catalog.floor(pg_catalog.ln(f.s) / pg_catalog.ln(1.02::double precision))
+         end::smallint, sum(f.n),
+         coalesce(sum(f.s), 0)
+    from unnest(p_at, p_g, p_metric, p_s, p_n) as f(at, g, metric, s, n)
+   group by 1, 2, 3, 4
+   order by 1, 2, 3, 4
+  on conflict (day, gre_id, metric, bin) do update
+     set n = d.n + excluded.n, total = d.total + excluded.total;
+
+  insert into gre_relay.analytics_quarters as q
+         (bucket, sessions, sessions_replied, first_responses, frt_total, unanswered, resolved,
+          resolution_total, replies, reply_total, player_messages, gre_messages)
+  select pg_catalog.date_bin('15 minutes', f.at, '2000-01-01 00:00:00+00'),
+         coalesce(sum(f.n) filter (where f.metric = 'sessions'), 0),
+         coalesce(sum(f.n) filter (where f.metric = 'replied'), 0),
+         coalesce(sum(f.n) filter (where f.metric = 'frt'), 0),
+         coalesce(sum(f.s) filter (where f.metric = 'frt'), 0),
+         coalesce(sum(f.n) filter (where f.metric = 'unanswered'), 0),
+         coalesce(sum(f.n) filter (where f.metric = 'resolution'), 0),
+         coalesce(sum(f.s) filter (where f.metric = 'resolution'), 0),
+         coalesce(sum(f.n) filter (where f.metric = 'reply'), 0),
+         coalesce(sum(f.s) filter (where f.metric = 'reply'), 0),
+         coalesce(sum(f.n) filter (where f.metric = 'player_messages'), 0),
+         coalesce(sum(f.n) filter (where f.metric = 'gre_messages'), 0)
+    from unnest(p_at, p_g, p_metric, p_s, p_n) as f(at, g, metric, s, n)
+   where f.g = ''
+   group by 1
+   order by 1
+  on conflict (bucket) do update
+     set sessions = q.sessions + excluded.sessions,
+         sessions_replied = q.sessions_replied + excluded.sessions_replied,
+         first_responses = q.first_responses + excluded.first_responses,
+         frt_total = q.frt_total + excluded.frt_total,
+         unanswered = q.unanswered + excluded.unanswered,
+         resolved = q.resolved + excluded.resolved,
+         resolution_total = q.resolution_total + excluded.resolution_total,
+         replies = q.replies + excluded.replies,
+         reply_total = q.reply_total + excluded.reply_total,
+         player_messages = q.player_messages + excluded.player_messages,
+         gre_messages = q.gre_messages + excluded.gre_messages;
+end
+$$;
+
+-- One closed episode into the rollups: its facts, its reply samples, its messages.
+create or replace function gre_relay.analytics_roll(p_session uuid, p_episode integer) returns void
+  language plpgsql
+  security definer
+  set search_path = ''
+  as $$
+declare
+  v_start bigint;
+  v_end   bigint;
+  v_at    timestamptz[];
+  v_g     text[];
+  v_m     text[];
+  v_s     double precision[];
+  v_n     bigint[];
+begin
+  select e.start_seq, e.end_seq into v_start, v_end
+    from gre_relay.analytics_episodes e
+   where e.session_id = p_session and e.episode = p_episode and e.closed_at is not null;
+  if not found then
+    return;
+  end if;
+  select array_agg(f.at), array_agg(f.g), array_agg(f.metric), array_agg(f.s), array_agg(f.n)
+    into v_at, v_g, v_m, v_s, v_n
+    from (
+      select c.at, c.g, c.metric, c.s, 1::bigint as n
+        from gre_relay.analytics_closed_facts c
+       where c.session_id = p_session
+         and (c.episode = p_episode or (c.player_seq > v_start and c.player_seq <= v_end))
+      union all
+      -- Messages as analytics_message_counts counts them: everybody, and each GRE its own.
+      select pg_catalog.date_bin('15 minutes', m.created_at, '2000-01-01 00:00:00+00'), w.g,
+             m.sender || '_messages', null, count(*)
+        from public.gre_chat_messages m
+        cross join lateral (values (''::text),
+                                   (case when m.sender = 'gre' then nullif(m.sender_id, '') end)) as w(g)
+       where m.session_id = p_session and m.seq > v_start and m.seq <= v_end
+         and m.sender in ('player', 'gre') and w.g is not null
+       group by 1, 2, 3) f;
+  if v_at is not null then
+    perform gre_relay.analytics_roll_add(v_at, v_g, v_m, v_s, v_n);
+  end if;
+end
+$$;
+
+-- Empties the rollups and sums them again from the facts of sql/0230 (every closed episode, its
+-- replies, analytics_message_counts). Run when the rollups are empty (below, the first time this
+-- file is applied); a DBA may run it to check them: the rollups must come out the same, except
+-- for the sessions deleted since (their facts went with them; the rollups keep their sums).
+create or replace function gre_relay.analytics_rollup_rebuild() returns bigint
+  language plpgsql
+  security definer
+  set search_path = ''
+  as $$
+declare
+  v_at timestamptz[];
+  v_g  text[];
+  v_m  text[];
+  v_s  double precision[];
+  v_n  bigint[];
+begin
+  lock table gre_relay.analytics_monthly, gre_relay.analytics_daily, gre_relay.analytics_quarters
+    in exclusive mode;
+  delete from gre_relay.analytics_monthly;
+  delete from gre_relay.analytics_daily;
+  delete from gre_relay.analytics_quarters;
+  -- Pre-summed per bin and bucket here, so that the arrays stay small.
+  select array_agg(f.at), array_agg(f.g), array_agg(f.metric), array_agg(f.s), array_agg(f.n)
+    into v_at, v_g, v_m, v_s, v_n
+    from (
+      select c.at, c.g, c.metric, c.s, 1::bigint as n
+        from gre_relay.analytics_closed_facts c
+      union all
+      select c.bucket, w.g, c.sender || '_messages', null, c.messages
+        from gre_relay.analytics_message_counts c
+        cross join lateral (values (''::text),
+                                   (case when c.sender = 'gre' then nullif(c.gre_id, '') end)) as w(g)
+       where w.g is not null) f;
+  if v_at is not null then
+    perform gre_relay.analytics_roll_add(v_at, v_g, v_m, v_s, v_n);
+  end if;
+  return coalesce(cardinality(v_at), 0);
+end
+$$;
+
 -- The report. Invoker rights: staff read the tables under their policies.
+-- Its columns gained `percentiles` (which path answered): a new result type needs a drop.
+drop function if exists public.gre_chat_analytics(timestamptz, timestamptz, text, text);
 create or replace function public.gre_chat_analytics(
   p_from timestamptz, p_to timestamptz, p_group text default 'total', p_tz text default 'UTC')
 returns table (key text, sessions bigint, sessions_replied bigint, first_responses bigint,
@@ -221,7 +442,8 @@ returns table (key text, sessions bigint, sessions_replied bigint, first_respons
                frt_p90 double precision, resolved bigint, resolution_avg double precision,
                resolution_median double precision, resolution_p90 double precision,
                replies bigint, reply_avg double precision, reply_median double precision,
-               reply_p90 double precision, player_messages bigint, gre_messages bigint)
+               reply_p90 double precision, player_messages bigint, gre_messages bigint,
+               percentiles text)
   language plpgsql stable
   set search_path = ''
   -- The sorts of the medians stay in memory; the planner's (high) cost estimates for the key
@@ -235,6 +457,10 @@ declare
   v_end      bigint[];
   v_opened   timestamptz[];
   v_assignee text[];
+  v_m1       timestamptz;
+  v_m2       timestamptz;
+  v_d1       timestamptz;
+  v_d2       timestamptz;
 begin
   if pg_catalog.row_security_active('public.gre_chat_sessions'::pg_catalog.regclass)
      and not gre_relay.jwt_is_staff() then
@@ -258,6 +484,262 @@ begin
          array_agg(o.opened_at), array_agg(o.assigned_gre_id)
     into v_sessions, v_start, v_end, v_opened, v_assignee
     from gre_relay.analytics_open_episodes() o;
+
+  -- Long periods (more than 31 days): the rollups (sql/0231) for the closed episodes, read per
+  -- UTC month for the months wholly inside the period and from the facts for the days at its
+  -- edges; the open episodes live, as above. Medians and p90 come from the 2% histogram bins
+  -- (docs/analytics.md, "Long periods"); counts and sums are the same as the exact path's.
+  if p_to - p_from > interval '31 days' and p_group in ('total', 'gre') then
+    v_m1 := pg_catalog.date_trunc('month', p_from, 'UTC');
+    if v_m1 < p_from then
+      v_m1 := pg_catalog.date_trunc('month', v_m1 + interval '32 days', 'UTC');
+    end if;
+    v_m2 := pg_catalog.date_trunc('month', p_to, 'UTC');
+    v_d1 := pg_catalog.date_trunc('day', p_from, 'UTC');
+    if v_d1 < p_from then
+      v_d1 := pg_catalog.date_trunc('day', v_d1 + interval '25 hours', 'UTC');
+    end if;
+    v_d2 := pg_catalog.date_trunc('day', p_to, 'UTC');
+    if v_m2 <= v_m1 then
+      -- No whole month: whole days, then the facts.
+      v_m1 := v_d2;
+      v_m2 := v_d2;
+    end if;
+    return query
+    with open_ep as (
+      select o.session_id, o.opened_at, o.assigned_gre_id
+        from unnest(v_sessions, v_opened, v_assignee) as o(session_id, opened_at, assigned_gre_id)
+       where o.opened_at >= p_from and o.opened_at < p_to
+    ),
+    live as materialized (
+      select * from gre_relay.analytics_answers_of(v_sessions, v_start, v_end)
+    ),
+    -- The open episodes' facts, as analytics_closed_facts has them for closed ones.
+    live_ep as (
+      select o.opened_at, o.assigned_gre_id, p.first_reply_gre, coalesce(f.repliers, '{}') as repliers,
+             case when p.reply_at is not null
+                  then greatest(0, pg_catalog.date_part('epoch', p.reply_at - p.created_at)) end as frt,
+             (p.created_at is not null and p.reply_at is null) as unans
+        from open_ep o
+        left join (select l.session_id,
+                          coalesce(array_agg(distinct l.sender_id) filter (where l.sender = 'gre' and l.sender_id is not null),
+                                   '{}') as repliers,
+                          min(l.seq) filter (where l.sender = 'player') as first_player_seq
+                     from live l group by l.session_id) f on f.session_id = o.session_id
+        left join lateral (select l.created_at, l.reply_at, l.reply_gre as first_reply_gre
+                             from live l
+                            where l.session_id = o.session_id and l.seq = f.first_player_seq) p on true
+    ),
+    facts (g, metric, bin, n, total) as (
+      select m.gre_id, m.metric, m.bin, m.n, m.total
+        from gre_relay.analytics_monthly m
+       where m.month >= v_m1 and m.month < v_m2
+      union all
+      select d.gre_id, d.metric, d.bin, d.n, d.total
+        from gre_relay.analytics_daily d
+       where (d.day >= v_d1 and d.day < v_m1) or (d.day >= v_m2 and d.day < v_d2)
+      union all
+      select c.g, c.metric,
+             case when c.s is null or c.s < 1 then 0
+                  else 1 + pg_catalog.floor(pg_catalog.ln(c.s) / pg_catalog.ln(1.02::double precision))
+             end::smallint,
+             1::bigint, coalesce(c.s, 0)
+        from gre_relay.analytics_closed_facts c
+       where (c.at >= p_from and c.at < v_d1) or (c.at >= v_d2 and c.at < p_to)
+      union all
+      select w.g, c.sender || '_messages', 0::smallint, c.messages, 0::double precision
+        from gre_relay.analytics_message_counts c
+        cross join lateral (values (''::text),
+                                   (case when c.sender = 'gre' then nullif(c.gre_id, '') end)) as w(g)
+       where ((c.bucket >= p_from and c.bucket < v_d1) or (c.bucket >= v_d2 and c.bucket < p_to))
+         and w.g is not null
+      union all
+      select x.g, x.metric,
+             case when x.s is null or x.s < 1 then 0
+                  else 1 + pg_catalog.floor(pg_catalog.ln(x.s) / pg_catalog.ln(1.02::double precision))
+             end::smallint,
+             1::bigint, coalesce(x.s, 0)
+        from live_ep e
+        cross join lateral (values
+          (''::text, 'sessions'::text, null::double precision),
+          (e.assigned_gre_id, 'sessions', null),
+          (case when cardinality(e.repliers) > 0 then '' end, 'replied', null),
+          (case when e.unans then '' end, 'unanswered', null),
+          (case when e.unans then e.assigned_gre_id end, 'unanswered', null),
+          (case when e.frt is not null then '' end, 'frt', e.frt),
+          (case when e.frt is not null then e.first_reply_gre end, 'frt', e.frt)) as x(g, metric, s)
+       where x.g is not null
+      union all
+      select r.g, 'replied', 0::smallint, 1::bigint, 0::double precision
+        from live_ep e cross join unnest(e.repliers) as r(g)
+      union all
+      select w.g, 'reply',
+             case when x.s < 1 then 0
+                  else 1 + pg_catalog.floor(pg_catalog.ln(x.s) / pg_catalog.ln(1.02::double precision))
+             end::smallint,
+             1::bigint, x.s
+        from live l
+        cross join lateral (select greatest(0, pg_catalog.date_part('epoch', l.reply_at - l.created_at)) as s) x
+        cross join lateral (values (''::text), (l.reply_gre)) as w(g)
+       where l.reply_seq is not null and l.created_at >= p_from and l.created_at < p_to
+         and w.g is not null
+      union all
+      select w.g, l.sender || '_messages', 0::smallint, 1::bigint, 0::double precision
+        from live l
+        cross join lateral (values (''::text),
+                                   (case when l.sender = 'gre' then nullif(l.sender_id, '') end)) as w(g)
+       where pg_catalog.date_bin('15 minutes', l.created_at, '2000-01-01 00:00:00+00') >= p_from
+         and pg_catalog.date_bin('15 minutes', l.created_at, '2000-01-01 00:00:00+00') < p_to
+         and w.g is not null
+    ),
+    bins as (
+      select f.g collate "C" as g, f.metric, f.bin, sum(f.n) as n, sum(f.total) as total
+        from facts f
+       where (p_group = 'total' and f.g = '') or (p_group = 'gre' and f.g <> '')
+       group by 1, 2, 3
+    ),
+    -- Each bin holds the samples of ranks [c - n, c) (from 0) of its (g, metric), valued at the
+    -- bin's mean; percentile_cont's interpolation between ranks floor(h) and ceil(h),
+    -- h = q * (count - 1), is done on those values.
+    ranked as (
+      select b.*, sum(b.n) over (partition by b.g, b.metric order by b.bin) as c,
+             sum(b.n) over (partition by b.g, b.metric) as nn
+        from bins b
+    ),
+    per as (
+      select r.g, r.metric, sum(r.n)::bigint as n, sum(r.total) as total, max(r.nn) as nn,
+             max(r.total / r.n) filter (where r.c - r.n <= floor(0.5 * (r.nn - 1)) and r.c > floor(0.5 * (r.nn - 1))) as lo5,
+             max(r.total / r.n) filter (where r.c - r.n <= ceil(0.5 * (r.nn - 1)) and r.c > ceil(0.5 * (r.nn - 1))) as hi5,
+             max(r.total / r.n) filter (where r.c - r.n <= floor(0.9 * (r.nn - 1)) and r.c > floor(0.9 * (r.nn - 1))) as lo9,
+             max(r.total / r.n) filter (where r.c - r.n <= ceil(0.9 * (r.nn - 1)) and r.c > ceil(0.9 * (r.nn - 1))) as hi9
+        from ranked r
+       group by 1, 2
+    ),
+    pv as (
+      select p.g, p.metric, p.n, p.total,
+             p.lo5 + (0.5 * (p.nn - 1) - floor(0.5 * (p.nn - 1)))::double precision * (p.hi5 - p.lo5) as med,
+             p.lo9 + (0.9 * (p.nn - 1) - floor(0.9 * (p.nn - 1)))::double precision * (p.hi9 - p.lo9) as p90
+        from per p
+    ),
+    keys as (
+      select ''::text collate "C" as g where p_group = 'total'
+      union
+      select pv.g from pv where p_group = 'gre'
+    )
+    select case when p_group = 'total' then 'total' else k.g::text end,
+           coalesce(max(pv.n) filter (where pv.metric = 'sessions'), 0),
+           coalesce(max(pv.n) filter (where pv.metric = 'replied'), 0),
+           coalesce(max(pv.n) filter (where pv.metric = 'frt'), 0),
+           coalesce(max(pv.n) filter (where pv.metric = 'unanswered'), 0),
+           max(pv.total / pv.n) filter (where pv.metric = 'frt'),
+           max(pv.med) filter (where pv.metric = 'frt'),
+           max(pv.p90) filter (where pv.metric = 'frt'),
+           coalesce(max(pv.n) filter (where pv.metric = 'resolution'), 0),
+           max(pv.total / pv.n) filter (where pv.metric = 'resolution'),
+           max(pv.med) filter (where pv.metric = 'resolution'),
+           max(pv.p90) filter (where pv.metric = 'resolution'),
+           coalesce(max(pv.n) filter (where pv.metric = 'reply'), 0),
+           max(pv.total / pv.n) filter (where pv.metric = 'reply'),
+           max(pv.med) filter (where pv.metric = 'reply'),
+           max(pv.p90) filter (where pv.metric = 'reply'),
+           case when p_group = 'gre' then 0::bigint
+                else coalesce(max(pv.n) filter (where pv.metric = 'player_messages'), 0) end,
+           coalesce(max(pv.n) filter (where pv.metric = 'gre_messages'), 0),
+           'histogram'::text
+      from keys k
+      left join pv on pv.g = k.g
+     group by k.g
+     order by k.g;
+    return;
+  end if;
+
+  -- Long periods by day or hour of the week: the 15-minute sums (sql/0231) for the closed
+  -- episodes and the open ones live. Counts and averages only: the medians and p90 of each day
+  -- or hour of a long period would need a histogram per 15 minutes, as large as the samples
+  -- (docs/analytics.md, "Long periods"); they are null, percentiles 'none'.
+  if p_to - p_from > interval '31 days' and p_group in ('day', 'hour_of_week') then
+    return query
+    with open_ep as (
+      select o.session_id, o.opened_at
+        from unnest(v_sessions, v_opened) as o(session_id, opened_at)
+       where o.opened_at >= p_from and o.opened_at < p_to
+    ),
+    live as materialized (
+      select * from gre_relay.analytics_answers_of(v_sessions, v_start, v_end)
+    ),
+    live_ep as (
+      select o.opened_at,
+             (f.n_gre > 0) as replied,
+             case when p.reply_at is not null
+                  then greatest(0, pg_catalog.date_part('epoch', p.reply_at - p.created_at)) end as frt,
+             (p.created_at is not null and p.reply_at is null) as unans
+        from open_ep o
+        left join (select l.session_id, count(*) filter (where l.sender = 'gre' and l.sender_id is not null) as n_gre,
+                          min(l.seq) filter (where l.sender = 'player') as first_player_seq
+                     from live l group by l.session_id) f on f.session_id = o.session_id
+        left join live p on p.session_id = o.session_id and p.seq = f.first_player_seq
+    ),
+    q as (
+      select a.bucket, a.sessions, a.sessions_replied, a.first_responses, a.frt_total, a.unanswered,
+             a.resolved, a.resolution_total, a.replies, a.reply_total, a.player_messages, a.gre_messages
+        from gre_relay.analytics_quarters a
+       where a.bucket >= p_from and a.bucket < p_to
+      union all
+      select pg_catalog.date_bin('15 minutes', e.opened_at, '2000-01-01 00:00:00+00'), 1,
+             coalesce(e.replied, false)::integer, (e.frt is not null)::integer, coalesce(e.frt, 0),
+             e.unans::integer, 0, 0, 0, 0, 0, 0
+        from live_ep e
+      union all
+      select pg_catalog.date_bin('15 minutes', l.created_at, '2000-01-01 00:00:00+00'), 0, 0, 0, 0, 0, 0, 0,
+             (l.reply_seq is not null and l.created_at >= p_from and l.created_at < p_to)::integer,
+             case when l.reply_seq is not null and l.created_at >= p_from and l.created_at < p_to
+                  then greatest(0, pg_catalog.date_part('epoch', l.reply_at - l.created_at)) else 0 end,
+             (l.sender = 'player')::integer, (l.sender = 'gre')::integer
+        from live l
+       where pg_catalog.date_bin('15 minutes', l.created_at, '2000-01-01 00:00:00+00') >= p_from
+         and pg_catalog.date_bin('15 minutes', l.created_at, '2000-01-01 00:00:00+00') < p_to
+    ),
+    keyed as (
+      select case p_group
+               when 'day' then ((q.bucket at time zone p_tz)::date - date '2000-01-01')
+               else pg_catalog.date_part('isodow', q.bucket at time zone p_tz)::integer * 100
+                    + pg_catalog.date_part('hour', q.bucket at time zone p_tz)::integer
+             end as kn,
+             sum(q.sessions)::bigint as sessions, sum(q.sessions_replied)::bigint as sessions_replied,
+             sum(q.first_responses)::bigint as first_responses, sum(q.frt_total) as frt_total,
+             sum(q.unanswered)::bigint as unanswered, sum(q.resolved)::bigint as resolved,
+             sum(q.resolution_total) as resolution_total, sum(q.replies)::bigint as replies,
+             sum(q.reply_total) as reply_total, sum(q.player_messages)::bigint as player_messages,
+             sum(q.gre_messages)::bigint as gre_messages
+        from q
+       group by 1
+    ),
+    keys as (
+      select d::date - date '2000-01-01' as kn
+        from pg_catalog.generate_series(date_trunc('day', p_from at time zone p_tz),
+                                        date_trunc('day', (p_to - interval '1 microsecond') at time zone p_tz),
+                                        interval '1 day') d
+       where p_group = 'day'
+      union
+      select d * 100 + h
+        from pg_catalog.generate_series(1, 7) d, pg_catalog.generate_series(0, 23) h
+       where p_group = 'hour_of_week'
+    )
+    select case p_group
+             when 'day' then pg_catalog.to_char(date '2000-01-01' + keys.kn, 'YYYY-MM-DD')
+             else (keys.kn / 100)::text || '-' || pg_catalog.lpad((keys.kn % 100)::text, 2, '0')
+           end,
+           coalesce(k.sessions, 0), coalesce(k.sessions_replied, 0), coalesce(k.first_responses, 0),
+           coalesce(k.unanswered, 0), k.frt_total / nullif(k.first_responses, 0), null::double precision,
+           null::double precision, coalesce(k.resolved, 0), k.resolution_total / nullif(k.resolved, 0),
+           null::double precision, null::double precision, coalesce(k.replies, 0),
+           k.reply_total / nullif(k.replies, 0), null::double precision, null::double precision,
+           coalesce(k.player_messages, 0), coalesce(k.gre_messages, 0), 'none'::text
+      from keys
+      left join keyed k on k.kn = keys.kn
+     order by keys.kn;
+    return;
+  end if;
 
   return query
   with open_ep as (
@@ -429,7 +911,7 @@ begin
          coalesce(e.unanswered, 0), e.frt_avg, e.frt_pc[1], e.frt_pc[2],
          coalesce(e.resolved, 0), e.res_avg, e.res_pc[1], e.res_pc[2],
          coalesce(r.replies, 0), r.reply_avg, r.reply_pc[1], r.reply_pc[2],
-         coalesce(m.pm, 0), coalesce(m.gm, 0)
+         coalesce(m.pm, 0), coalesce(m.gm, 0), 'exact'::text
     from keys
     left join e_agg e on e.kn is not distinct from keys.kn and e.g is not distinct from keys.g
     left join r_agg r on r.kn is not distinct from keys.kn and r.g is not distinct from keys.g
@@ -479,7 +961,22 @@ grant execute on function gre_relay.analytics_answers_of(uuid[], bigint[], bigin
                           public.gre_chat_analytics_live()
   to authenticated, service_role;
 revoke all on function gre_relay.analytics_fold(uuid), gre_relay.analytics_session_changed(),
-                       gre_relay.analytics_backfill()
+                       gre_relay.analytics_backfill(),
+                       gre_relay.analytics_roll_add(timestamptz[], text[], text[], double precision[], bigint[]),
+                       gre_relay.analytics_roll(uuid, integer), gre_relay.analytics_rollup_rebuild()
   from public, anon, authenticated, service_role;
+-- The bin helper and the facts view are for reading (the view with the reader's rights, under
+-- the tables' policies).
+revoke all on function gre_relay.analytics_bin(double precision) from public, anon;
+grant execute on function gre_relay.analytics_bin(double precision) to authenticated, service_role;
+revoke all on table gre_relay.analytics_closed_facts from public, anon, authenticated, service_role;
+grant select on table gre_relay.analytics_closed_facts to authenticated, service_role;
+
+-- The rollups of sql/0231, the first time: summed from the facts already kept. (Before the
+-- backfill below, which folds older sessions, and with them their rollups, one by one.)
+select gre_relay.analytics_rollup_rebuild()
+ where not exists (select 1 from gre_relay.analytics_monthly)
+   and not exists (select 1 from gre_relay.analytics_daily)
+   and not exists (select 1 from gre_relay.analytics_quarters);
 
 select gre_relay.analytics_backfill();

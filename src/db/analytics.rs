@@ -27,6 +27,10 @@ pub(crate) struct AnalyticsRow {
     pub(crate) reply_p90: Option<f64>,
     pub(crate) player_messages: i64,
     pub(crate) gre_messages: i64,
+    /// Which path computed the medians and p90: `exact` (every sample sorted), `histogram`
+    /// (2% bins of the rollups, periods over 31 days) or `none` (not computed: by day or hour
+    /// of the week over more than 31 days). docs/analytics.md, "Long periods".
+    pub(crate) percentiles: String,
 }
 
 /// A report: the period it covers (RFC 3339, after defaults and dates were resolved) and its rows.
@@ -70,7 +74,7 @@ select gre_relay.ts_json(p.t_from), gre_relay.ts_json(p.t_to),
        a.key, a.sessions, a.sessions_replied, a.first_responses, a.unanswered,
        a.frt_avg, a.frt_median, a.frt_p90, a.resolved, a.resolution_avg, a.resolution_median,
        a.resolution_p90, a.replies, a.reply_avg, a.reply_median, a.reply_p90,
-       a.player_messages, a.gre_messages
+       a.player_messages, a.gre_messages, a.percentiles
   from p
   left join lateral public.gre_chat_analytics(p.t_from, p.t_to, $3::text, $4::text) a on true";
 
@@ -120,6 +124,7 @@ impl Store {
                 reply_p90: row.try_get(17)?,
                 player_messages: row.try_get(18)?,
                 gre_messages: row.try_get(19)?,
+                percentiles: row.try_get(20)?,
             });
         }
         Ok(report)

@@ -26,8 +26,8 @@ use crate::db::{AnalyticsRow, LiveWaits, StoreError};
 use crate::protocol::ErrorCode;
 use crate::state::AppState;
 
-/// Reports computed at once by this relay. A year's report holds a pooled connection for up to a
-/// second of database CPU (docs/performance.md): two at a time leave the rest of the pool
+/// Reports computed at once by this relay. A report holds a pooled connection for up to about
+/// 0.2 s of database CPU (a year from the rollups, docs/performance.md); two at a time leave the rest of the pool
 /// (`database.pool_size`, 16 by default) to the chat.
 const CONCURRENT_REPORTS: usize = 2;
 /// How long a report waits for its turn before the answer is 503.
@@ -40,7 +40,7 @@ fn report_slots() -> &'static Semaphore {
 
 const GROUPS: [&str; 5] = ["total", "day", "hour_of_week", "gre", "first_response"];
 /// The CSV columns, in order; the JSON rows use the same names.
-const COLUMNS: [&str; 18] = [
+const COLUMNS: [&str; 19] = [
     "key",
     "sessions",
     "sessionsReplied",
@@ -59,6 +59,7 @@ const COLUMNS: [&str; 18] = [
     "replyP90",
     "playerMessages",
     "greMessages",
+    "percentiles",
 ];
 
 /// One group's figures on the wire (JSON); CSV has the same columns ([`COLUMNS`]).
@@ -83,6 +84,8 @@ struct RowBody<'a> {
     reply_p90: Option<f64>,
     player_messages: i64,
     gre_messages: i64,
+    /// `exact`, `histogram` or `none` (docs/analytics.md, "Long periods").
+    percentiles: &'a str,
 }
 
 impl<'a> From<&'a AnalyticsRow> for RowBody<'a> {
@@ -106,13 +109,14 @@ impl<'a> From<&'a AnalyticsRow> for RowBody<'a> {
             reply_p90: r.reply_p90,
             player_messages: r.player_messages,
             gre_messages: r.gre_messages,
+            percentiles: &r.percentiles,
         }
     }
 }
 
 impl RowBody<'_> {
     /// The CSV record: numbers as Rust prints them (parse back to the same f64), empty for null.
-    fn record(&self) -> [String; 18] {
+    fn record(&self) -> [String; 19] {
         let n = |v: i64| v.to_string();
         let f = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
         [
@@ -134,6 +138,7 @@ impl RowBody<'_> {
             f(self.reply_p90),
             n(self.player_messages),
             n(self.gre_messages),
+            self.percentiles.to_owned(),
         ]
     }
 }
@@ -486,11 +491,13 @@ mod tests {
             reply_p90: Some(120.0),
             player_messages: 8,
             gre_messages: 6,
+            percentiles: "exact".into(),
         };
         let rec = RowBody::from(&row).record();
         assert_eq!(rec[5].parse::<f64>().ok(), Some(82.5));
         assert_eq!(rec[6].parse::<f64>().ok(), Some(90.0));
         assert_eq!(rec[7], "");
+        assert_eq!(rec[18], "exact");
         assert_eq!(rec.len(), COLUMNS.len());
     }
 }

@@ -182,6 +182,7 @@ async fn report_matches_the_hand_computed_figures() {
     let total = report(&env, &format!("{PERIOD}&group=total")).await;
     assert_eq!(total["rows"].as_array().map(Vec::len), Some(1), "{total}");
     check(row_of(&total, "total"), TOTAL, "total");
+    assert_eq!(total["rows"][0]["percentiles"], "exact", "{total}");
     check(&total["totals"], TOTAL, "totals");
     assert_eq!(total["from"], "2026-11-02T00:00:00.000000Z");
     assert_eq!(total["to"], "2026-11-04T00:00:00.000000Z");
@@ -324,7 +325,7 @@ async fn csv_parses_back_to_the_json_figures() {
             for (rec, jrow) in rows.iter().zip(json_rows) {
                 for (name, cell) in header.iter().zip(rec.iter()) {
                     let want = &jrow[name.as_str()];
-                    if name == "key" {
+                    if name == "key" || name == "percentiles" {
                         assert_eq!(want.as_str(), Some(cell));
                     } else if cell.is_empty() {
                         assert!(want.is_null(), "{group} {name}: empty cell, JSON {want}");
@@ -659,4 +660,219 @@ async fn wait_for_live(ws: &mut WsClient, done: impl Fn(&Value) -> bool) -> Valu
     })
     .await
     .expect("analytics_live timed out")
+}
+
+const LONG_FIXTURE: &str = include_str!("../fixtures/analytics_long_fixture.sql");
+/// 46 days and a quarter, not on day bounds: whole October from the monthly rollups, the other
+/// whole days from the daily ones, the hours at both ends from the facts.
+const LONG_FROM: &str = "2026-09-20T06:00:00Z";
+const LONG_TO: &str = "2026-11-05T12:00:00Z";
+
+/// The documented bound of a histogram median or p90 (docs/analytics.md, "Long periods"):
+/// within 2% of the exact figure, or within 1 s.
+#[track_caller]
+fn within_bound(got: Option<f64>, exact: Option<f64>, what: &str) {
+    match (got, exact) {
+        (Some(g), Some(e)) => assert!(
+            (g - e).abs() <= (0.02 * e.abs()).max(1.0) + 1e-9,
+            "{what}: histogram {g}, exact {e}"
+        ),
+        _ => panic!("{what}: histogram {got:?}, exact {exact:?}"),
+    }
+}
+
+/// Exact figures of the long fixture straight from the messages (the definitions of
+/// docs/analytics.md; the fixture's sessions are never reopened, so an episode is a session):
+/// (who, metric, count, avg, median, p90) with who '' for everybody.
+const LONG_REFERENCE_SQL: &str = "
+with s as (
+  select array_agg(id order by id) as ids, array_agg(0::bigint order by id) as starts,
+         array_agg(last_seq order by id) as ends
+    from public.gre_chat_sessions where player_id between 5001 and 5120
+), a as (
+  select x.* from s, gre_relay.analytics_answers_of(s.ids, s.starts, s.ends) x
+), samples (who, metric, v) as (
+  select w.who, 'reply', greatest(0, extract(epoch from a.reply_at - a.created_at))::float8
+    from a cross join lateral (values (''), (a.reply_gre)) w(who)
+   where a.reply_seq is not null and a.created_at >= $1::text::timestamptz and a.created_at < $2::text::timestamptz
+  union all
+  select w.who, 'frt', greatest(0, extract(epoch from a.reply_at - a.created_at))::float8
+    from a join public.gre_chat_sessions gs on gs.id = a.session_id
+    cross join lateral (values (''), (a.reply_gre)) w(who)
+   where a.seq = 1 and a.reply_seq is not null
+     and gs.created_at >= $1::text::timestamptz and gs.created_at < $2::text::timestamptz
+  union all
+  select w.who, 'resolution', extract(epoch from gs.closed_at - gs.created_at)::float8
+    from public.gre_chat_sessions gs cross join lateral (values (''), (gs.assigned_gre_id)) w(who)
+   where gs.player_id between 5001 and 5120 and gs.status = 'closed'
+     and gs.created_at >= $1::text::timestamptz and gs.created_at < $2::text::timestamptz
+)
+select who, metric, count(*), avg(v), percentile_cont(0.5) within group (order by v),
+       percentile_cont(0.9) within group (order by v)
+  from samples group by 1, 2";
+
+#[tokio::test]
+async fn long_periods_answer_from_histograms_within_the_documented_bound() {
+    let env = TestEnv::start().await;
+    let db = env.db().await;
+    desk_off(&db).await;
+    db.batch_execute(LONG_FIXTURE).await.expect("long fixture");
+
+    // The rollups the closings wrote equal those rebuilt from the facts (sums of seconds to
+    // the microsecond: they are added in another order).
+    db.batch_execute(
+        "create temporary table m0 as select * from gre_relay.analytics_monthly;
+         create temporary table d0 as select * from gre_relay.analytics_daily;
+         create temporary table q0 as select * from gre_relay.analytics_quarters;
+         select gre_relay.analytics_rollup_rebuild();",
+    )
+    .await
+    .expect("rebuild");
+    let differ = db
+        .query(
+            "with m0 as (select month, gre_id, metric, bin, n, round(total::numeric, 6) from m0),
+                  m1 as (select month, gre_id, metric, bin, n, round(total::numeric, 6) from gre_relay.analytics_monthly),
+                  d0 as (select day, gre_id, metric, bin, n, round(total::numeric, 6) from d0),
+                  d1 as (select day, gre_id, metric, bin, n, round(total::numeric, 6) from gre_relay.analytics_daily),
+                  q0 as (select bucket, sessions, sessions_replied, first_responses, round(frt_total::numeric, 6),
+                                unanswered, resolved, round(resolution_total::numeric, 6), replies,
+                                round(reply_total::numeric, 6), player_messages, gre_messages from q0),
+                  q1 as (select bucket, sessions, sessions_replied, first_responses, round(frt_total::numeric, 6),
+                                unanswered, resolved, round(resolution_total::numeric, 6), replies,
+                                round(reply_total::numeric, 6), player_messages, gre_messages
+                           from gre_relay.analytics_quarters)
+             (select 'monthly' as t, m::text from m0 m except select 'monthly', m::text from m1 m)
+             union all (select 'monthly rebuilt', m::text from m1 m except select 'monthly rebuilt', m::text from m0 m)
+             union all (select 'daily', d::text from d0 d except select 'daily', d::text from d1 d)
+             union all (select 'daily rebuilt', d::text from d1 d except select 'daily rebuilt', d::text from d0 d)
+             union all (select 'quarters', q::text from q0 q except select 'quarters', q::text from q1 q)
+             union all (select 'quarters rebuilt', q::text from q1 q except select 'quarters rebuilt', q::text from q0 q)
+             order by 1, 2 limit 20",
+            &[],
+        )
+        .await
+        .expect("compare rollups");
+    let differ: Vec<(String, String)> = differ.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(
+        differ.is_empty(),
+        "folded and rebuilt rollups differ: {differ:#?}"
+    );
+    let sizes = db
+        .query_one(
+            "select (select count(*) from m0), (select count(*) from d0), (select count(*) from q0)",
+            &[],
+        )
+        .await
+        .expect("sizes");
+    assert!(
+        (0..3).all(|i| sizes.get::<_, i64>(i) > 0),
+        "rollups written"
+    );
+    // The bins written out in the SQL are gre_relay.analytics_bin()'s: a bin holding one
+    // sample has that sample as its total.
+    let off: i64 = db
+        .query_one(
+            "select count(*) from gre_relay.analytics_daily
+              where metric in ('frt', 'resolution', 'reply') and n = 1
+                and gre_relay.analytics_bin(total) <> bin",
+            &[],
+        )
+        .await
+        .expect("bins")
+        .get(0);
+    assert_eq!(off, 0, "bins differ from gre_relay.analytics_bin()");
+
+    let mut exact: HashMap<(String, String), (i64, f64, f64, f64)> = HashMap::new();
+    for r in db
+        .query(LONG_REFERENCE_SQL, &[&LONG_FROM, &LONG_TO])
+        .await
+        .expect("reference")
+    {
+        exact.insert(
+            (r.get(0), r.get(1)),
+            (r.get(2), r.get(3), r.get(4), r.get(5)),
+        );
+    }
+    let reference = |who: &str, metric: &str| {
+        *exact
+            .get(&(who.to_owned(), metric.to_owned()))
+            .unwrap_or_else(|| panic!("no reference for {who} {metric}"))
+    };
+
+    // The API says which path answered; total and gre from the histograms.
+    let period = format!("from={LONG_FROM}&to={LONG_TO}");
+    for group in ["total", "gre"] {
+        let body = report(&env, &format!("{period}&group={group}&totals=false")).await;
+        let rows = body["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), if group == "total" { 1 } else { 3 }, "{body}");
+        for row in rows {
+            assert_eq!(row["percentiles"], "histogram", "{row}");
+            let who = if group == "total" {
+                ""
+            } else {
+                row["key"].as_str().expect("key")
+            };
+            for (metric, count, avg, median, p90) in [
+                ("frt", "firstResponses", "frtAvg", "frtMedian", "frtP90"),
+                ("reply", "replies", "replyAvg", "replyMedian", "replyP90"),
+            ] {
+                let (n, a, m, p) = reference(who, metric);
+                let what = format!("{group} {who} {metric}");
+                assert_eq!(row[count].as_i64(), Some(n), "{what} count");
+                let got_avg = row[avg].as_f64().unwrap_or(f64::NAN);
+                assert!((got_avg - a).abs() < 1e-6, "{what} avg {got_avg} != {a}");
+                within_bound(row[median].as_f64(), Some(m), &format!("{what} median"));
+                within_bound(row[p90].as_f64(), Some(p), &format!("{what} p90"));
+            }
+            // Resolution counts the closed sessions, by assignee under gre.
+            let (n, a, m, p) = reference(who, "resolution");
+            assert_eq!(row["resolved"].as_i64(), Some(n), "{who} resolved");
+            let got_avg = row["resolutionAvg"].as_f64().unwrap_or(f64::NAN);
+            assert!((got_avg - a).abs() < 1e-6, "{who} resolution avg");
+            within_bound(
+                row["resolutionMedian"].as_f64(),
+                Some(m),
+                "resolution median",
+            );
+            within_bound(row["resolutionP90"].as_f64(), Some(p), "resolution p90");
+        }
+        if group == "total" {
+            let t = &rows[0];
+            // 120 sessions, the last 10 open (live, their players waiting after a first
+            // answer): all were answered, none is unanswered; 110 closed.
+            assert_eq!(t["sessions"], 120, "{t}");
+            assert_eq!(t["sessionsReplied"], 120, "{t}");
+            assert_eq!(t["unanswered"], 0, "{t}");
+            assert_eq!(t["playerMessages"], 2 * 120 + 10, "{t}");
+            assert_eq!(t["greMessages"], 120 + 110, "{t}");
+        }
+    }
+
+    // The same period cut into pieces of at most 31 days (the exact path) gives the same counts.
+    let pieces = [
+        (LONG_FROM, "2026-10-15T00:00:00Z"),
+        ("2026-10-15T00:00:00Z", LONG_TO),
+    ];
+    let mut sessions = 0;
+    let mut replies = 0;
+    for (from, to) in pieces {
+        let body = report(&env, &format!("from={from}&to={to}&group=total")).await;
+        assert_eq!(body["rows"][0]["percentiles"], "exact", "{body}");
+        sessions += body["rows"][0]["sessions"].as_i64().unwrap_or(-1);
+        replies += body["rows"][0]["replies"].as_i64().unwrap_or(-1);
+    }
+    assert_eq!(sessions, 120);
+    assert_eq!(replies, reference("", "reply").0);
+
+    // By day over a long period: counts and averages, no medians.
+    let days = report(&env, "from=2026-09-20&to=2026-11-06&group=day&totals=false").await;
+    let rows = days["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 47, "every day");
+    assert!(rows.iter().all(|r| r["percentiles"] == "none"
+        && r["frtMedian"].is_null()
+        && r["replyP90"].is_null()));
+    let per_day: i64 = rows.iter().filter_map(|r| r["sessions"].as_i64()).sum();
+    assert_eq!(per_day, 120);
+    let per_day_replies: i64 = rows.iter().filter_map(|r| r["replies"].as_i64()).sum();
+    assert_eq!(per_day_replies, reference("", "reply").0);
 }
