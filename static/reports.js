@@ -159,7 +159,11 @@ export class Reports {
       this.renderHeatmap(week.rows);
       this.renderGre(gre.rows);
       this.onLive(day.live);
-      this.ui.status.hidden = true;
+      // Over 31 days the API reads medians and p90 from rollup histograms (docs/analytics.md,
+      // "Long periods"): say so, so nobody compares them with a DBA's exact query unawares.
+      const approx = [day.totals, ...(gre.rows || [])].some((r) => r && r.percentiles === 'histogram');
+      this.ui.status.textContent = 'Medians and p90 of a period over 31 days come from histograms (within 2% or 1 s).';
+      this.ui.status.hidden = !approx;
       this.ui.view.setAttribute('data-state', 'ready');
     } catch (e) {
       if (mine !== this.loading) return;
