@@ -1,4 +1,4 @@
--- desk-auto-reply-cost.sql
+-- desk_auto_reply_cost.sql
 -- What: what the desk's auto-reply trigger (triggers/80_desk_auto_reply.sql) adds to a player
 --       message in the usual case (the session's assignee is online): 8 alternating rounds of
 --       1,500 inserts in one backend, the trigger disabled and enabled, then the medians, the
@@ -7,7 +7,7 @@
 --         insert into gre_online_status (gre_id, is_online, status) values ('bench-gre', true, 'online');
 --         insert into gre_desk_agents (gre_id, capacity) values ('bench-gre', 100);
 --         insert into gre_chat_sessions (player_id) select g from generate_series(1, 50) g;
---       psql "$URL" -X -q -f scripts/desk-auto-reply-cost.sql
+--       psql "$URL" -X -q -f scripts/desk_auto_reply_cost.sql
 -- Touches: inserts messages into gre_chat_messages; toggles the trigger (never on production).
 -- Idempotent: it adds rows each run; the trigger is left enabled.
 create or replace function pg_temp.cost(n int) returns float8 language plpgsql as $$
