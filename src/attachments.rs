@@ -95,13 +95,27 @@ pub(crate) struct Uploaded {
 }
 
 /// A file to send back.
-#[derive(Debug)]
 pub(crate) struct Download {
-    pub(crate) bytes: Bytes,
+    /// The object's bytes, streamed from the store to the client.
+    pub(crate) body: crate::storage::ObjectStream,
+    /// Its size in bytes (Content-Length).
+    pub(crate) size: u64,
     pub(crate) name: String,
     pub(crate) mime: String,
     /// Images are shown in the page; anything else is a download (`Content-Disposition`).
     pub(crate) is_image: bool,
+}
+
+// By hand: the stream has no Debug of its own.
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("size", &self.size)
+            .field("name", &self.name)
+            .field("mime", &self.mime)
+            .field("is_image", &self.is_image)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who asks for a download.
@@ -301,13 +315,14 @@ impl Attachments {
                 return Err(AttachmentError::Forbidden);
             }
         }
-        let bytes = self
+        let (body, size) = self
             .storage
             .get(found.bucket.as_deref(), &found.key)
             .await?;
         let is_image = Kind::from_mime(&found.mime).is_some_and(Kind::is_image);
         Ok(Download {
-            bytes,
+            body,
+            size,
             name: found.name,
             mime: found.mime,
             is_image,

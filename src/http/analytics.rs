@@ -6,8 +6,6 @@
 //!
 //! Must not touch: the hub and the LISTEN connection.
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_DISPOSITION, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
@@ -19,7 +17,7 @@ use tokio::sync::Semaphore;
 use tokio_postgres::error::SqlState;
 
 use super::error::ApiError;
-use super::response::{json_response, Body};
+use super::response::{full, json_response, Body};
 use super::rest::{authenticate, query_params, require_staff, take_rest_budget};
 use crate::chat::store_error;
 use crate::db::{AnalyticsRow, LiveWaits, StoreError};
@@ -385,7 +383,7 @@ fn csv_response(
         w.write_record(r.record()).map_err(|_| internal())?;
     }
     let bytes = w.into_inner().map_err(|_| internal())?;
-    let mut res = Response::new(Full::new(Bytes::from(bytes)));
+    let mut res = Response::new(full(bytes));
     *res.status_mut() = StatusCode::OK;
     let h = res.headers_mut();
     h.insert(

@@ -10,7 +10,9 @@
 //!
 //! Must not touch: the rules (who may read what, what a file must be: `attachments.rs`).
 
-use http_body_util::{BodyExt, Full};
+use futures_util::TryStreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::header::{
     HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH,
@@ -326,8 +328,12 @@ async fn download(
         .attachments
         .open(&app.deps.store, reader, message_id)
         .await?;
-    let len = file.bytes.len();
-    let mut res = Response::new(Full::new(file.bytes));
+    let len = file.size;
+    let chunks = file
+        .body
+        .map_ok(Frame::data)
+        .map_err(|e| std::io::Error::other(e.to_string()));
+    let mut res = Response::new(StreamBody::new(chunks).boxed_unsync());
     let h = res.headers_mut();
     // The type the relay sniffed at upload (or the staff portal's row, held to the allow-list
     // by the database); never let a browser guess another.

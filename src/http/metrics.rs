@@ -1,13 +1,11 @@
 //! `GET /metrics`: renders the registry of `state::Metrics` in the OpenMetrics text format.
 //! Must not touch: the counters themselves (the components increment them).
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
 use super::error::error_response;
-use super::response::Body;
+use super::response::{full, Body};
 use crate::protocol::ErrorCode;
 use crate::state::AppState;
 
@@ -23,7 +21,7 @@ pub(super) fn render(app: &AppState) -> Response<Body> {
             );
         }
     };
-    let mut res = Response::new(Full::new(Bytes::from(text)));
+    let mut res = Response::new(full(text));
     res.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -20,10 +20,10 @@ pub mod pages;
 mod response;
 mod rest;
 
+use response::full;
 pub(crate) use response::Body;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
     HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION,
@@ -65,7 +65,7 @@ pub(crate) async fn handle(
         // A browser asks before a cross-origin call with a token: 204, and the allow headers
         // when its origin is on the list.
         (&Method::OPTIONS, _) => {
-            let mut res = Response::new(Full::new(Bytes::new()));
+            let mut res = Response::new(full(Bytes::new()));
             *res.status_mut() = StatusCode::NO_CONTENT;
             res
         }
@@ -170,7 +170,7 @@ fn upgrade(mut req: Request<Incoming>, app: Arc<AppState>) -> Response<Body> {
         }
     };
     tracker.spawn(task);
-    let mut res = Response::new(Full::new(Bytes::new()));
+    let mut res = Response::new(full(Bytes::new()));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();
     h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));

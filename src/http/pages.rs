@@ -8,7 +8,6 @@
 //! Must not touch: the state, the database.
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{
     HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -16,7 +15,7 @@ use hyper::header::{
 use hyper::{Response, StatusCode};
 
 use super::error::error_response;
-use super::response::Body;
+use super::response::{full, Body};
 
 /// The policy of every page and asset.
 pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; connect-src 'self' ws: wss:; \
@@ -165,7 +164,7 @@ pub(crate) fn serve(path: &str) -> Response<Body> {
             "no such page",
         );
     };
-    let mut res = Response::new(Full::new(Bytes::from_static(asset.body.as_bytes())));
+    let mut res = Response::new(full(Bytes::from_static(asset.body.as_bytes())));
     let h = res.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

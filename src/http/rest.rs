@@ -4,8 +4,7 @@
 //!
 //! Must not touch: the hub and the LISTEN connection (delivery follows from the committed rows).
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -18,7 +17,7 @@ use uuid::Uuid;
 
 use super::bodies::{self, BodyError, Field, ReplyBody, SendBody, StatusBody};
 use super::error::{error_response, ApiCode, ApiError};
-use super::response::{json_response, Body};
+use super::response::{full, json_response, Body};
 use crate::auth::{AuthError, Identity};
 use crate::chat::{self, store_error};
 use crate::protocol::{self, Cursor, ErrorCode, ProtocolError};
@@ -713,7 +712,7 @@ struct SessionsBody<'a> {
 pub(super) fn raw_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
-            let mut res = Response::new(Full::new(Bytes::from(bytes)));
+            let mut res = Response::new(full(bytes));
             *res.status_mut() = status;
             res.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

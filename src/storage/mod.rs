@@ -47,6 +47,10 @@ impl From<object_store::Error> for StorageError {
     }
 }
 
+/// An object's bytes as they arrive from the store (object_store's own stream type).
+pub(crate) type ObjectStream =
+    futures_util::stream::BoxStream<'static, Result<Bytes, object_store::Error>>;
+
 /// The relay's buckets, each an [`ObjectStore`], built once at start.
 pub(crate) struct ObjectStorage {
     /// Where uploads go, and what a row without a bucket means.
@@ -164,11 +168,18 @@ impl ObjectStorage {
         Ok(())
     }
 
-    /// The whole object. Attachments are at most `storage.max_upload_bytes` when the relay
-    /// stored them; a staff portal's own files are read the same way.
-    pub(crate) async fn get(&self, bucket: Option<&str>, key: &str) -> Result<Bytes, StorageError> {
+    /// The object as a stream of chunks, and its size. Never read whole: a staff portal's own
+    /// files (uploaded to Supabase Storage, not through the relay) have no size limit, and twenty
+    /// downloads of ten megabytes at once would otherwise hold two hundred in memory.
+    pub(crate) async fn get(
+        &self,
+        bucket: Option<&str>,
+        key: &str,
+    ) -> Result<(ObjectStream, u64), StorageError> {
         let (store, path) = self.locate(bucket, key)?;
-        Ok(store.get(&path).await?.bytes().await?)
+        let found = store.get(&path).await?;
+        let size = found.meta.size;
+        Ok((found.into_stream(), size))
     }
 
     /// Removes an object; one that is already gone is not an error.

@@ -898,17 +898,74 @@ async fn twenty_uploads_at_once_keep_the_relay_memory_bounded() {
     let accepted_secs = started.elapsed().as_secs_f64();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let accepted_peak = sampler.join().expect("sampler");
+
+    // 3. Downloaded by 20 clients at once: streamed from the store, never read whole.
+    let uploaded: Value = http()
+        .post(format!(
+            "{}/api/gre-chat/attachments?name=big.pdf",
+            relay.http_base
+        ))
+        .bearer_auth(&token)
+        .body(big_pdf.clone())
+        .send()
+        .await
+        .expect("upload")
+        .json()
+        .await
+        .expect("upload json");
+    let sent: Value = http()
+        .post(format!("{}/api/gre-chat/send", relay.http_base))
+        .bearer_auth(&token)
+        .json(&json!({"attachmentId": uploaded["attachment"]["id"]}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("send json");
+    let message_id = sent["message"]["id"].as_str().expect("message id").to_owned();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before_downloads = rss_kib(pid);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_peak(pid, stop.clone());
+    let downloads = (0..20).map(|_| {
+        let (token, url) = (
+            token.clone(),
+            format!("{}/api/gre-chat/attachments/{message_id}", relay.http_base),
+        );
+        tokio::spawn(async move {
+            let res = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await?;
+            let status = res.status().as_u16();
+            let len = res.bytes().await?.len();
+            Ok::<_, reqwest::Error>((status, len))
+        })
+    });
+    for download in futures_util::future::join_all(downloads).await {
+        let (status, len) = download.expect("task").expect("download");
+        assert_eq!((status, len), (200, 9 << 20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let download_peak = sampler.join().expect("sampler");
     let after = rss_kib(pid);
 
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
         "relay RSS: baseline {:.1} MiB; 20 x 25 MiB oversized at once: peak {:.1} MiB (+{:.1}) in {oversized_secs:.1} s; \
-         20 x 9 MiB accepted at once: peak {:.1} MiB (+{:.1}) in {accepted_secs:.1} s; after {:.1} MiB",
+         20 x 9 MiB accepted at once: peak {:.1} MiB (+{:.1}) in {accepted_secs:.1} s; \
+         20 downloads of 9 MiB at once: peak {:.1} MiB (+{:.1} over {:.1}); after {:.1} MiB",
         mib(baseline),
         mib(oversized_peak),
         mib(oversized_peak.saturating_sub(baseline)),
         mib(accepted_peak),
         mib(accepted_peak.saturating_sub(baseline)),
+        mib(download_peak),
+        mib(download_peak.saturating_sub(before_downloads)),
+        mib(before_downloads),
         mib(after),
     );
     // Buffering would cost at least 20 x 10 MiB = 200 MiB in the first case and 180 MiB in the
@@ -917,6 +974,12 @@ async fn twenty_uploads_at_once_keep_the_relay_memory_bounded() {
         oversized_peak.saturating_sub(baseline) < 64 * 1024,
         "oversized uploads grew the relay by {} KiB",
         oversized_peak.saturating_sub(baseline)
+    );
+    // Reading each download whole would hold 20 x 9 MiB = 180 MiB at once.
+    assert!(
+        download_peak.saturating_sub(before_downloads) < 64 * 1024,
+        "downloads grew the relay by {} KiB",
+        download_peak.saturating_sub(before_downloads)
     );
     assert!(
         accepted_peak.saturating_sub(baseline) < 100 * 1024,
