@@ -923,7 +923,10 @@ async fn twenty_uploads_at_once_keep_the_relay_memory_bounded() {
         .json()
         .await
         .expect("send json");
-    let message_id = sent["message"]["id"].as_str().expect("message id").to_owned();
+    let message_id = sent["message"]["id"]
+        .as_str()
+        .expect("message id")
+        .to_owned();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before_downloads = rss_kib(pid);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
