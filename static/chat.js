@@ -3,10 +3,10 @@
 // See docs/protocol.md ("What a client should do").
 
 import { fetchAllPages, fetchChangedRange } from './lib/api.js';
-import { bindComposer } from './lib/composer.js';
+import { bindComposer, pendingMessage, textTooLong } from './lib/composer.js';
 import { attachmentNode, bindAttachments } from './lib/attachments.js';
 import { $, h } from './lib/dom.js';
-import { maxCursor, newClientMessageId } from './lib/ids.js';
+import { maxCursor } from './lib/ids.js';
 import { bindConnectionStatus } from './lib/relay.js';
 import { bindSignIn } from './lib/signin.js';
 import { ThreadView } from './lib/thread.js';
@@ -339,21 +339,13 @@ function showActionError(text) {
 
 /** Sends `text`, or with `upload` (lib/attachments.js) that file, with `text` as its caption. */
 function send(text, upload) {
-  if ([...text].length > 4000) {
-    showActionError('A message can be at most 4000 characters.');
+  const tooLong = textTooLong(text);
+  if (tooLong) {
+    showActionError(tooLong);
     return false;
   }
   typingSender.stop();
-  const p = {
-    clientMessageId: newClientMessageId('p'),
-    sessionId: state.openSessionId,
-    text,
-    attachmentId: upload ? upload.id : null,
-    attachmentName: upload ? upload.name : null,
-    createdAt: new Date(),
-    failed: false,
-    error: null,
-  };
+  const p = pendingMessage('p', state.openSessionId, text, upload);
   state.outbox.set(p.clientMessageId, p);
   view.addPending(p);
   renderWelcome();

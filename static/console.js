@@ -3,11 +3,11 @@
 // `subscribe` + `since` (also after every reconnect). See docs/protocol.md.
 
 import { api, fetchAllPages, fetchChangedRange } from './lib/api.js';
-import { bindComposer } from './lib/composer.js';
+import { bindComposer, pendingMessage, textTooLong } from './lib/composer.js';
 import { attachmentNode, bindAttachments } from './lib/attachments.js';
 import { $, h } from './lib/dom.js';
 import { Desk } from './lib/desk.js';
-import { compareCursor, maxCursor, newClientMessageId } from './lib/ids.js';
+import { compareCursor, maxCursor } from './lib/ids.js';
 import { bindConnectionStatus } from './lib/relay.js';
 import { bindSignIn } from './lib/signin.js';
 import { ThreadView } from './lib/thread.js';
@@ -781,21 +781,13 @@ function sendReply(text, upload) {
     showActionError('This conversation is closed.');
     return false;
   }
-  if ([...text].length > 4000) {
-    showActionError('A message can be at most 4000 characters.');
+  const tooLong = textTooLong(text);
+  if (tooLong) {
+    showActionError(tooLong);
     return false;
   }
   typingSender.stop();
-  const p = {
-    clientMessageId: newClientMessageId('gre'),
-    sessionId: t.sessionId,
-    text,
-    attachmentId: upload ? upload.id : null,
-    attachmentName: upload ? upload.name : null,
-    createdAt: new Date(),
-    failed: false,
-    error: null,
-  };
+  const p = pendingMessage('gre', t.sessionId, text, upload);
   state.outbox.set(p.clientMessageId, p);
   view.addPending(p);
   sendPending(p);

@@ -1,4 +1,33 @@
-// The reply box.
+// The reply box, and the message it sends before the relay has answered.
+
+import { newClientMessageId } from './ids.js';
+
+/** The contract's limit on a message's text, in characters (code points), not bytes. */
+export const MAX_MESSAGE_CHARS = 4000;
+
+/** Why `text` cannot be sent, or null. */
+export function textTooLong(text) {
+  return [...text].length > MAX_MESSAGE_CHARS
+    ? 'A message can be at most ' + MAX_MESSAGE_CHARS + ' characters.'
+    : null;
+}
+
+/**
+ * A message on its way: shown at once as pending, kept in the outbox until the relay
+ * acknowledges it. `upload` (lib/attachments.js) is the file sent with it, `text` its caption.
+ */
+export function pendingMessage(idPrefix, sessionId, text, upload) {
+  return {
+    clientMessageId: newClientMessageId(idPrefix),
+    sessionId,
+    text,
+    attachmentId: upload ? upload.id : null,
+    attachmentName: upload ? upload.name : null,
+    createdAt: new Date(),
+    failed: false,
+    error: null,
+  };
+}
 
 /**
  * A reply box: Enter sends, Shift+Enter (or Enter while composing with an IME) is a newline.
