@@ -297,13 +297,22 @@ async fn killing_the_listen_connection_loses_nothing() {
     let env = TestEnv::start().await;
     let stream = Stream::start(&env, 70, vec![env.ws_url()]).await;
     let db = env.db().await;
-    for _ in 0..3 {
+    for round in 0..3 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let killed = db
-            .query("select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'gre-relay listener'", &[])
-            .await
-            .expect("terminate");
-        assert_eq!(killed.len(), 1, "one listener connection");
+        // The relay reconnects with a back-off, and a loaded machine (CI) may take longer
+        // than the pause above: wait, bounded, for its listener to be back before each kill.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let killed = loop {
+            let killed = db
+                .query("select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'gre-relay listener'", &[])
+                .await
+                .expect("terminate");
+            if !killed.is_empty() || tokio::time::Instant::now() > deadline {
+                break killed;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(killed.len(), 1, "one listener connection (kill {round})");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let committed = stream
