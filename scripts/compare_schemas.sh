@@ -11,7 +11,7 @@
 #     RELAY_BIN  with it, each run starts that relay on the database being measured
 #                (GRE_DATABASE__MIGRATE_ON_START=false: each database keeps the schema it has),
 #                passes --ws ws://127.0.0.1:$RELAY_PORT/ws --jwt-secret $SECRET to gre-bench,
-#                and stops the relay afterwards. RELAY_PORT defaults to 5931.
+#                and stops the relay afterwards. RELAY_PORT defaults to 5977.
 #     GRE_BENCH  (environment) the tool, default target/release/gre-bench
 # Prints, per run: the database, uptime, and gre-bench's final JSON line (--json-only).
 # Example (both databases prepared with psql from the two trees' sql/ and triggers/):
@@ -29,7 +29,7 @@ relay=""
 if [ "${1:-}" != "--" ] && [ -n "${1:-}" ]; then relay=$1; shift; fi
 [ "${1:-}" = "--" ] && shift
 bench=${GRE_BENCH:-target/release/gre-bench}
-port=${RELAY_PORT:-5931}
+port=${RELAY_PORT:-5977}
 secret=compare-schemas-secret-0123456789abcdef
 urlopt=${URLOPT:-}
 
@@ -41,6 +41,8 @@ run_one() {
       GRE_DATABASE__MIGRATE_ON_START=false SUPABASE_JWT_SECRET=$secret "$relay" serve &
     pid=$!
     for _ in $(seq 1 100); do
+      # Our relay must still be running: another process on the port would answer too.
+      kill -0 "$pid" 2>/dev/null || { echo "relay exited (port $port taken?)" >&2; exit 1; }
       curl -fsS "http://127.0.0.1:$port/api/gre-chat/health" >/dev/null 2>&1 && break
       sleep 0.2
     done
