@@ -80,7 +80,9 @@ create or replace trigger gre_chat_sessions_before_insert
 -- looks at the column list before it reads a WHEN clause, and it reads a WHEN clause from its
 -- stored text once per statement. Every message's numbering UPDATE (triggers/10) names last_seq
 -- alone, so it reads only the short WHEN of gre_chat_sessions_before_update_seq, not the long
--- one below (about 5 us a message: docs/performance.md, "Issue 12, part 5"). The list below is
+-- one below nor those of the after-update triggers (triggers/40, 80, 90, also column triggers):
+-- with the numbering UPDATE naming last_seq alone, about 12% of a GRE message's backend CPU at
+-- HEAD (docs/performance.md, "Issue 12, part 5"). The list below is
 -- every column but last_seq; an UPDATE naming both kinds may run the function twice, which
 -- gives the same row (it computes the new row from the old one and now()).
 create or replace trigger gre_chat_sessions_before_update
