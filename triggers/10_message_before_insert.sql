@@ -24,9 +24,10 @@
 --     5. the first GRE reply makes a waiting session active, whoever wrote the row (the relay, the
 --        staff portal, a DBA), so the session's status never depends on the writer.
 --   Refusals name nothing but the caller's own input. Error codes: docs/database.md.
---   Cost (docs/performance.md, "The database's cost per message, after"): one plpgsql call per
---   row for every writer but an API caller; the numbering UPDATE is a HOT update that fires no
---   session trigger function (triggers/30's WHEN clause).
+--   Cost (docs/performance.md, "The database's cost per message, after" and "Issue 12, part 5"):
+--   one plpgsql call per row for every writer but an API caller; the numbering UPDATE is a HOT
+--   update that names last_seq alone, so it fires no session trigger function and PostgreSQL
+--   reads one short WHEN clause (the session triggers are column triggers: triggers/30).
 -- Touches: functions gre_relay.message_writer_rules(), gre_relay.message_before_insert(); triggers
 --          gre_chat_messages_0_writer_rules, gre_chat_messages_0_update_rules,
 --          gre_chat_messages_before_insert; writes gre_chat_sessions.last_seq.
@@ -119,9 +120,11 @@ begin
   new.status := 'sent';
   new.created_at := pg_catalog.now();
 
+  -- last_seq alone in the SET list: the session's update triggers are column triggers
+  -- (`update of`), so PostgreSQL skips all but one short WHEN clause without reading them
+  -- (triggers/30, 40, 80, 90; docs/performance.md, "Issue 12, part 5").
   update public.gre_chat_sessions
-     set last_seq = last_seq + 1,
-         status = case when new.sender = 'gre' and status = 'waiting' then 'active' else status end
+     set last_seq = last_seq + 1
    where id = new.session_id
   returning last_seq, player_id, status into v_seq, v_player_id, v_status;
 
@@ -132,6 +135,11 @@ begin
   if v_status = 'closed' then
     raise exception 'gre_chat_messages: the session is closed'
       using errcode = 'PT409';
+  end if;
+
+  -- Rule 5, once per session: a second UPDATE of the row this transaction already holds.
+  if new.sender = 'gre' and v_status = 'waiting' then
+    update public.gre_chat_sessions set status = 'active' where id = new.session_id;
   end if;
 
   new.seq := v_seq;

@@ -9,12 +9,13 @@
 --       'waiting' session assigned to nobody, for itself only, and only when the chat gate lets it
 --       chat (gre_relay.caller_may_chat(), CONTRACT section 5). Status and assignment otherwise
 --       change only by staff (RLS) or by the rules (triggers/10: first GRE reply makes it active).
---       Two triggers run the function: gre_chat_sessions_before_insert, and
---       gre_chat_sessions_before_update, whose WHEN clause skips the call when the function would
---       return the row unchanged. That is the case of every message's numbering UPDATE (last_seq
---       + 1 alone), so numbering costs no trigger function on the session.
--- Touches: function gre_relay.session_before_update(), triggers gre_chat_sessions_before_insert
---          and gre_chat_sessions_before_update.
+--       Three triggers run the function: gre_chat_sessions_before_insert, and
+--       gre_chat_sessions_before_update and gre_chat_sessions_before_update_seq, whose column
+--       lists and WHEN clauses skip the call when the function would return the row unchanged.
+--       That is the case of every message's numbering UPDATE (last_seq + 1 alone), so numbering
+--       costs no trigger function on the session and reads one short WHEN clause.
+-- Touches: function gre_relay.session_before_update(), triggers gre_chat_sessions_before_insert,
+--          gre_chat_sessions_before_update and gre_chat_sessions_before_update_seq.
 -- Idempotent: yes (create or replace).
 
 -- Not security definer: row_security_active() must see the writer as it is.
@@ -75,8 +76,18 @@ create or replace trigger gre_chat_sessions_before_insert
 -- created_at, updated_at and closed_at as they are and let last_seq grow: the row stays as it is,
 -- so the call is skipped. (A WHEN clause of an insert-or-update trigger may not name OLD, hence
 -- two triggers.)
+-- Two update triggers, by the columns the UPDATE names in its SET list (`update of`): PostgreSQL
+-- looks at the column list before it reads a WHEN clause, and it reads a WHEN clause from its
+-- stored text once per statement. Every message's numbering UPDATE (triggers/10) names last_seq
+-- alone, so it reads only the short WHEN of gre_chat_sessions_before_update_seq, not the long
+-- one below nor those of the after-update triggers (triggers/40, 80, 90, also column triggers):
+-- with the numbering UPDATE naming last_seq alone, about 12% of a GRE message's backend CPU at
+-- HEAD (docs/performance.md, "Issue 12, part 5"). The list below is
+-- every column but last_seq; an UPDATE naming both kinds may run the function twice, which
+-- gives the same row (it computes the new row from the old one and now()).
 create or replace trigger gre_chat_sessions_before_update
-  before update on public.gre_chat_sessions
+  before update of id, player_id, status, assigned_gre_id, created_at, updated_at, closed_at
+  on public.gre_chat_sessions
   for each row
   when (old.status is distinct from new.status
         or old.assigned_gre_id is distinct from new.assigned_gre_id
@@ -85,4 +96,12 @@ create or replace trigger gre_chat_sessions_before_update
         or old.closed_at is distinct from new.closed_at
         or new.last_seq < old.last_seq
         or (new.status <> 'closed' and new.closed_at is not null))
+  execute function gre_relay.session_before_update();
+
+-- An UPDATE that names last_seq: the numbering (last_seq + 1) is left alone; a decrease is
+-- refused and an adopted row's stray closed_at is cleared by the function.
+create or replace trigger gre_chat_sessions_before_update_seq
+  before update of last_seq on public.gre_chat_sessions
+  for each row
+  when (new.last_seq < old.last_seq or (new.status <> 'closed' and new.closed_at is not null))
   execute function gre_relay.session_before_update();

@@ -22,8 +22,11 @@ create or replace trigger gre_chat_sessions_notify_insert
   after insert on public.gre_chat_sessions
   for each row execute function gre_relay.notify_session_change();
 
+-- `update of status, assigned_gre_id`: a message's numbering UPDATE names last_seq alone, so
+-- PostgreSQL skips this trigger without reading its WHEN clause (no before-update trigger
+-- changes either column on its own). docs/performance.md, "Issue 12, part 5".
 create or replace trigger gre_chat_sessions_notify_update
-  after update on public.gre_chat_sessions
+  after update of status, assigned_gre_id on public.gre_chat_sessions
   for each row
   when (old.status is distinct from new.status
         or old.assigned_gre_id is distinct from new.assigned_gre_id)

@@ -120,8 +120,9 @@ create or replace trigger gre_chat_sessions_desk_assign_insert
 -- session without an assignee is the queue itself, so its changes need no sweep; this also keeps
 -- a transaction that holds such a session from waiting for the desk while a sweep holds the desk
 -- and skips that session.)
+-- `update of`: a message's numbering UPDATE (last_seq alone) skips it unread (triggers/40).
 create or replace trigger gre_chat_sessions_desk_assign_update
-  after update on public.gre_chat_sessions
+  after update of assigned_gre_id, status on public.gre_chat_sessions
   for each row
   when (old.assigned_gre_id is not null
         and (new.assigned_gre_id is distinct from old.assigned_gre_id

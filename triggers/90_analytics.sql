@@ -191,8 +191,9 @@ end
 $$;
 
 -- Fires only when a session closes or reopens: never for a message's numbering UPDATE.
+-- `update of status`: a message's numbering UPDATE (last_seq alone) skips it unread (triggers/40).
 create or replace trigger gre_chat_sessions_analytics
-  after update on public.gre_chat_sessions
+  after update of status on public.gre_chat_sessions
   for each row
   when ((old.status = 'closed') is distinct from (new.status = 'closed'))
   execute function gre_relay.analytics_session_changed();

@@ -57,6 +57,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("sql/0220_message_attachments.sql"),
     migration!("sql/0230_analytics_facts.sql"),
     migration!("sql/0231_analytics_rollups.sql"),
+    migration!("sql/0240_row_checks.sql"),
     migration!("triggers/05_writer_helpers.sql"),
     migration!("triggers/07_wire_json.sql"),
     migration!("triggers/10_message_before_insert.sql"),

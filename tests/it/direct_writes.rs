@@ -797,9 +797,13 @@ async fn lengths_are_bounded_without_blocking_on_old_rows() {
             .await;
         assert_eq!(r.is_ok(), ok, "{} {}: {r:?}", title.len(), message.len());
     }
+    // Since sql/0240 the bounds of the two chat tables are rules of one check per table
+    // (gre_chat_messages_rules, gre_chat_sessions_rules): over these old rows its validation
+    // fails, so it stays NOT VALID like the `*_length` checks it replaced.
     let bad: i64 = one(
         &owner,
-        "select count(*) from pg_constraint where not convalidated and conname like '%length%'",
+        "select count(*) from pg_constraint where not convalidated and (conname like '%length%' \
+         or conname in ('gre_chat_messages_rules', 'gre_chat_sessions_rules'))",
         &[],
     )
     .await;
