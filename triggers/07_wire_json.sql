@@ -10,6 +10,9 @@
 --       per message, after"). plpgsql keeps the compiled body for the connection's life and
 --       evaluates the one expression on its fast path. The timestamp format is written out in
 --       message_json() and session_json() (keep it in line with ts_json()) so they call nothing.
+-- Mirror: the relay writes message_json()'s output itself when it reads back hinted messages
+--       (src/db/wire_json.rs, byte for byte; tests/it/wire_json.rs compares the two): change
+--       both together.
 -- Touches: functions gre_relay.ts_json(timestamptz), gre_relay.message_json(gre_chat_messages),
 --          gre_relay.session_json(gre_chat_sessions).
 --       message_json() carries `attachment` (issue 14: null, or the file's name, type, size,

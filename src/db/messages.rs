@@ -6,6 +6,7 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use super::attachments::{claim_upload, owner_key};
+use super::wire_json::{message_from_plain_row, PLAIN_MESSAGE_COLUMNS};
 use super::{
     message_from_row, session_from_row, Refusal, SessionInfo, Store, StoreError, StoredMessage,
     MESSAGE_COLUMNS, SESSION_COLUMNS,
@@ -272,23 +273,33 @@ impl Store {
         rows.iter().map(message_from_row).collect()
     }
 
-    /// The messages with these ids that exist, in (session, number) order.
+    /// The messages with these ids that exist, in (session, number) order. The listener's
+    /// read-back: plain columns, the wire JSON built by the relay (wire_json.rs), byte for byte
+    /// `message_json()`'s.
     pub(crate) async fn messages_by_ids(
         &self,
         ids: &[Uuid],
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let client = self.pool.get().await?;
-        let sql = format!(
-            "select {MESSAGE_COLUMNS} from public.gre_chat_messages m \
-             where m.id = any($1) order by m.session_id, m.seq"
-        );
-        let stmt = client.prepare_cached(&sql).await?;
-        client
-            .query(&stmt, &[&ids])
-            .await?
-            .iter()
-            .map(message_from_row)
-            .collect()
+        // One id (the common case: one hint per commit): `id = $1`, whose generic plan
+        // PostgreSQL adopts after five runs. With `id = any($1)` the generic plan (costed for
+        // an array of unknown length) always loses to a custom one, so every read was planned
+        // again (docs/performance.md, "Issue 12, part 4").
+        let rows = if let [id] = ids {
+            let sql = format!(
+                "select {PLAIN_MESSAGE_COLUMNS} from public.gre_chat_messages m where m.id = $1"
+            );
+            let stmt = client.prepare_cached(&sql).await?;
+            client.query(&stmt, &[id]).await?
+        } else {
+            let sql = format!(
+                "select {PLAIN_MESSAGE_COLUMNS} from public.gre_chat_messages m \
+                 where m.id = any($1) order by m.session_id, m.seq"
+            );
+            let stmt = client.prepare_cached(&sql).await?;
+            client.query(&stmt, &[&ids]).await?
+        };
+        rows.iter().map(message_from_plain_row).collect()
     }
 
     /// For each hinted range (session, first cursor, last cursor), the session's messages really inside it (ranges that hold none

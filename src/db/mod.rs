@@ -1,11 +1,14 @@
 //! `db/`: everything the relay does on its connection pool. One file per topic:
 //! [`sessions`], [`messages`], [`attachments`], [`presence`], [`chat_access`], [`relay`], [`desk`],
 //! [`analytics`]; the pool, connection and TLS set-up ([`conn`]); the storage error ([`error`]);
-//! the migration runner ([`migrate`]).
+//! the migration runner ([`migrate`]); the listener's read-back JSON built from plain columns
+//! ([`wire_json`]).
 //!
 //! SQL is always parameterized. Messages and sessions come back already in wire JSON
 //! (`gre_relay.message_json()` / `session_json()`), the same shape the NOTIFY trigger sends, so a
-//! backfilled message and a live one are identical.
+//! backfilled message and a live one are identical. The one exception is the listener's
+//! read-back of hinted messages ([`wire_json`]), which builds byte for byte the same JSON in the
+//! relay to spare the shared database that work per delivered row.
 //!
 //! Must not touch: anything above it (`realtime/`, `chat`, `ws/`, `http/`, `state`). Not here:
 //! the LISTEN connection (`realtime/listener.rs` owns a dedicated, unpooled one).
@@ -21,6 +24,7 @@ pub mod migrate;
 mod presence;
 mod relay;
 mod sessions;
+pub mod wire_json;
 
 pub(crate) use analytics::{AnalyticsRow, LiveWaits};
 pub(crate) use attachments::{owner_key, NewUpload};

@@ -23,3 +23,4 @@ mod port_limits;
 mod presence;
 mod rest;
 mod websocket;
+mod wire_json;

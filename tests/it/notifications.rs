@@ -381,9 +381,11 @@ async fn a_mass_update_reaches_staff_as_one_event_and_a_no_op_update_as_none() {
     .expect("insert");
     // Let the relay publish the inserts first (to nobody yet). A debug build on a loaded
     // machine reads back 11,840 rows in 10 to 40 s: the bound is generous, it is not a timing.
-    eventually(Duration::from_secs(120), "the inserts published", || async {
-        env.metric("gre_relay_events_published_total").await >= rows as f64
-    })
+    eventually(
+        Duration::from_secs(120),
+        "the inserts published",
+        || async { env.metric("gre_relay_events_published_total").await >= rows as f64 },
+    )
     .await;
     let mut staff = env.staff("staff-6").await;
     staff.assert_alive().await;

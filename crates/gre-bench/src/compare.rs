@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+use crate::breakdown::{self, Parts};
 use crate::clients::{Marker, Received};
 use crate::db::{self, Written};
 use crate::report::Dist;
@@ -39,16 +40,40 @@ $$;
 create or replace trigger messages_notify
   after insert on bench_peer.messages
   for each row execute function bench_peer.notify_message();
+create table if not exists bench_peer.hinted (like bench_peer.messages including all);
+create or replace function bench_peer.notify_hint() returns trigger
+  language plpgsql
+  set search_path = ''
+  as $$
+begin
+  perform pg_catalog.pg_notify('bench_peer_hint', '{\"k\":\"m\",\"op\":\"i\",\"ids\":[\"' || new.id || '\"]}');
+  return null;
+end
+$$;
+create or replace trigger hinted_notify
+  after insert on bench_peer.hinted
+  for each row execute function bench_peer.notify_hint();
 ";
 
 pub const PEER_CHANNEL: &str = "bench_peer";
 const PEER_INSERT: &str =
     "insert into bench_peer.messages (session_id, sender, sender_id, message) \
                            values ($1, 'gre', 'bench', $2)";
+/// The hint-only peer (`--peer-read-back`): the same table and insert, but its trigger sends
+/// only the row's id (`{"k":"m","op":"i","ids":["42"]}`), and the tool's LISTEN reads the row
+/// back by id, as any relay under the contract's hint-only notifications must.
+pub const PEER_HINT_CHANNEL: &str = "bench_peer_hint";
+const PEER_HINT_INSERT: &str =
+    "insert into bench_peer.hinted (session_id, sender, sender_id, message) \
+                           values ($1, 'gre', 'bench', $2)";
+const PEER_READ_BACK: &str =
+    "select message from bench_peer.hinted where id = any($1::bigint[]) order by id";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     Peer,
+    /// The peer schema with hint-only notifications and the rows read back (`--peer-read-back`).
+    PeerHint,
     Gre,
 }
 
@@ -56,20 +81,26 @@ impl Side {
     pub fn name(self) -> &'static str {
         match self {
             Side::Peer => "peer",
+            Side::PeerHint => "peer_hint",
             Side::Gre => "gre",
         }
     }
     fn insert(self) -> &'static str {
         match self {
             Side::Peer => PEER_INSERT,
+            Side::PeerHint => PEER_HINT_INSERT,
             Side::Gre => db::INSERT,
         }
     }
     fn channel(self) -> &'static str {
         match self {
             Side::Peer => PEER_CHANNEL,
+            Side::PeerHint => PEER_HINT_CHANNEL,
             Side::Gre => gre_relay::realtime::notify::CHANNEL,
         }
+    }
+    fn read_back(self) -> Option<&'static str> {
+        (self == Side::PeerHint).then_some(PEER_READ_BACK)
     }
 }
 
@@ -90,6 +121,8 @@ pub struct SideRun {
     pub heard: Dist,
     /// CPU seconds of the whole cluster over the writing window.
     pub pg_cpu_s: Option<f64>,
+    /// The same window's CPU by process (breakdown.rs), when the processes could be read.
+    pub pg_cpu_by_process: Option<Parts>,
     /// CPU seconds of the relay (when one is measured).
     pub relay_cpu_s: Option<f64>,
     pub machine_busy_pct: Option<f64>,
@@ -107,6 +140,18 @@ impl SideRun {
             .map(|s| s * 1000.0 / self.rows as f64)
     }
 
+    /// The breakdown per committed row, in ms, label by label.
+    pub fn cpu_ms_per_row_by_process(&self) -> Option<Vec<(&'static str, f64)>> {
+        let parts = self.pg_cpu_by_process.as_ref().filter(|_| self.rows > 0)?;
+        Some(
+            parts
+                .0
+                .iter()
+                .map(|(k, v)| (*k, v * 1000.0 / self.rows as f64))
+                .collect(),
+        )
+    }
+
     pub fn json(&self) -> Value {
         let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
         json!({
@@ -118,6 +163,12 @@ impl SideRun {
             "listen_matched_by": self.listen_matched_by,
             "pg_cpu_s": self.pg_cpu_s.map(r3),
             "pg_cpu_ms_per_row": self.pg_cpu_ms_per_row().map(|x| (x * 10000.0).round() / 10000.0),
+            "pg_cpu_s_by_process": self.pg_cpu_by_process.as_ref().map(|p| {
+                p.0.iter().map(|(k, v)| ((*k).to_owned(), json!(r3(*v)))).collect::<serde_json::Map<_, _>>()
+            }),
+            "pg_cpu_ms_per_row_by_process": self.cpu_ms_per_row_by_process().map(|p| {
+                p.into_iter().map(|(k, v)| (k.to_owned(), json!((v * 10000.0).round() / 10000.0))).collect::<serde_json::Map<_, _>>()
+            }),
             "relay_cpu_s": self.relay_cpu_s.map(r3),
             "machine_busy_pct": self.machine_busy_pct.map(|x| x.round()),
         })
@@ -137,6 +188,8 @@ pub struct SidePlan<'a> {
     pub first_seq: u32,
     pub cluster: Option<Cluster>,
     pub relay_pids: Vec<u32>,
+    /// The tool's admin connection: names the cluster's processes for the breakdown.
+    pub admin: &'a tokio_postgres::Client,
 }
 
 /// CPU of a set of processes (None if any is unreadable).
@@ -155,6 +208,7 @@ pub async fn run_side(p: SidePlan<'_>) -> anyhow::Result<SideRun> {
         p.marker.clone(),
         &p.sessions,
         p.origin,
+        p.side.read_back(),
     )?;
     let plan = db::RatePlan {
         url: p.url.to_owned(),
@@ -167,15 +221,28 @@ pub async fn run_side(p: SidePlan<'_>) -> anyhow::Result<SideRun> {
         insert: p.side.insert().to_owned(),
         first_seq: p.first_seq,
     };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sampler = async {
+        match p.cluster {
+            Some(c) => breakdown::sample(c, p.admin, stop_rx).await,
+            None => None,
+        }
+    };
     let pg0 = p.cluster.and_then(|c| c.cpu_seconds());
     let relay0 = cpu_of(&p.relay_pids);
     let m0 = sys::machine_cpu_seconds();
-    let writes = tokio::task::spawn_blocking(move || db::run_writers(plan)).await??;
-    // The notifications of the last commits are still on their way: wait for them (bounded)
-    // before reading the CPU, so that the LISTEN side's work is inside the window.
+    let writing = async {
+        let writes = tokio::task::spawn_blocking(move || db::run_writers(plan)).await;
+        // The notifications of the last commits are still on their way: wait for them
+        // (bounded) before reading the CPU, so that the LISTEN side's work is inside the window.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pg1 = p.cluster.and_then(|c| c.cpu_seconds());
+        let _ = stop_tx.send(true);
+        (writes, pg1)
+    };
+    let ((writes, pg1), by_process) = tokio::join!(writing, sampler);
+    let writes = writes??;
     let rows = writes.written.iter().filter(|w| w.ack.is_some()).count() as u64;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let pg1 = p.cluster.and_then(|c| c.cpu_seconds());
     let relay1 = cpu_of(&p.relay_pids);
     let m1 = sys::machine_cpu_seconds();
     let heard = listen.finish();
@@ -212,6 +279,7 @@ pub async fn run_side(p: SidePlan<'_>) -> anyhow::Result<SideRun> {
         commit: Dist::of(commit),
         heard: Dist::of(to_listen),
         pg_cpu_s: pg0.zip(pg1).map(|(a, b)| b - a),
+        pg_cpu_by_process: by_process,
         relay_cpu_s: relay0.zip(relay1).map(|(a, b)| b - a),
         machine_busy_pct: match (m0, m1) {
             (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) / (t1 - t0) * 100.0),
@@ -242,12 +310,14 @@ pub async fn create_peer_schema(client: &tokio_postgres::Client) -> anyhow::Resu
 
 /// Deletes this run's rows from the peer table.
 pub async fn clean_peer(client: &tokio_postgres::Client, marker: &Marker) -> anyhow::Result<()> {
-    client
-        .execute(
-            "delete from bench_peer.messages where starts_with(message, $1)",
-            &[&marker.prefix()],
-        )
-        .await?;
+    for table in ["bench_peer.messages", "bench_peer.hinted"] {
+        client
+            .execute(
+                &format!("delete from {table} where starts_with(message, $1)"),
+                &[&marker.prefix()],
+            )
+            .await?;
+    }
     Ok(())
 }
 

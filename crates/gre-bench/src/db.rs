@@ -11,8 +11,14 @@ use uuid::Uuid;
 use crate::clients::Marker;
 
 pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    connect_as(url, "gre-bench").await
+}
+
+/// A connection with its own application_name, so that `compare`'s CPU breakdown
+/// (breakdown.rs) can tell the tool's writers from its other connections.
+pub async fn connect_as(url: &str, name: &str) -> anyhow::Result<tokio_postgres::Client> {
     let mut config = gre_relay::db::pg_config(url).context("DATABASE_URL")?;
-    config.application_name("gre-bench");
+    config.application_name(name);
     let (client, connection) = config
         .connect(gre_relay::db::tls_connector())
         .await
@@ -159,7 +165,7 @@ pub fn run_writers(plan: RatePlan) -> anyhow::Result<WriterReport> {
 async fn writers(plan: RatePlan) -> anyhow::Result<WriterReport> {
     let mut clients = Vec::new();
     for _ in 0..plan.writers.max(1) {
-        let c = connect(&plan.url).await?;
+        let c = connect_as(&plan.url, "gre-bench writer").await?;
         let stmt = c.prepare(&plan.insert).await?;
         clients.push((c, stmt));
     }
@@ -390,6 +396,7 @@ impl Listen {
         marker: Marker,
         sessions: &[Uuid],
         origin: Instant,
+        read_back: Option<&'static str>,
     ) -> anyhow::Result<Listen> {
         let index = session_index(sessions);
         let stop = Arc::new(AtomicBool::new(false));
@@ -403,7 +410,9 @@ impl Listen {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?
-                    .block_on(listen(url, channel, marker, index, origin, flag, ready_tx))
+                    .block_on(listen(
+                        url, channel, marker, index, origin, flag, ready_tx, read_back,
+                    ))
             })?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Listen { stop, thread }),
@@ -423,6 +432,22 @@ impl Listen {
     }
 }
 
+/// The ids a hint-only payload names (`{"ids":["12",...]}`, bigint ids as text).
+fn hinted_ids(payload: &str) -> Vec<i64> {
+    serde_json::from_str::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| {
+            v.get("ids").and_then(|ids| ids.as_array()).map(|ids| {
+                ids.iter()
+                    .filter_map(|i| i.as_str().and_then(|s| s.parse().ok()))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+// One argument per thing the LISTEN thread owns; a struct would only restate them.
+#[allow(clippy::too_many_arguments)]
 async fn listen(
     url: String,
     channel: String,
@@ -431,14 +456,26 @@ async fn listen(
     origin: Instant,
     stop: Arc<AtomicBool>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
+    read_back: Option<&'static str>,
 ) -> anyhow::Result<Heard> {
     use futures_util::StreamExt;
     let setup = async {
         let mut config = gre_relay::db::pg_config(&url)?;
         config.application_name("gre-bench listen");
-        Ok::<_, anyhow::Error>(config.connect(gre_relay::db::tls_connector()).await?)
+        let listen = config.connect(gre_relay::db::tls_connector()).await?;
+        // A hint-only reader (--peer-read-back): the rows are read back by id on a second
+        // connection, as the relay reads them on its pool, with one prepared statement.
+        let reader = match read_back {
+            Some(sql) => {
+                let c = connect_as(&url, "gre-bench read-back").await?;
+                let stmt = c.prepare(sql).await?;
+                Some((c, stmt))
+            }
+            None => None,
+        };
+        Ok::<_, anyhow::Error>((listen, reader))
     };
-    let (client, mut connection) = match setup.await {
+    let ((client, mut connection), reader) = match setup.await {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(format!("{e:#}")));
@@ -467,6 +504,24 @@ async fn listen(
         match tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
             Ok(Some((at, n))) => {
                 heard.notifications += 1;
+                if let Some((reader, stmt)) = &reader {
+                    // Everything already received goes into one read (no waiting for more),
+                    // as the relay's listener batches: the best a hint-only reader can do.
+                    let mut ids = hinted_ids(n.payload());
+                    while let Ok((_, more)) = rx.try_recv() {
+                        heard.notifications += 1;
+                        ids.extend(hinted_ids(more.payload()));
+                    }
+                    let rows = reader.query(stmt, &[&ids]).await?;
+                    let at = origin.elapsed().as_nanos() as u64;
+                    for r in rows {
+                        let text: String = r.try_get(0)?;
+                        heard
+                            .by_text
+                            .extend(marker.all_in(&text).into_iter().map(|s| (s, at)));
+                    }
+                    continue;
+                }
                 let by_text = marker.all_in(n.payload());
                 if by_text.is_empty() {
                     heard.by_session.extend(

@@ -16,6 +16,7 @@
 //! when every message arrived exactly once at every client that should have had it and every
 //! client connected.
 
+mod breakdown;
 mod clients;
 mod compare;
 mod db;
@@ -458,6 +459,7 @@ async fn load(mut a: LoadArgs, nofile: Option<u64>) -> anyhow::Result<bool> {
         run.marker.clone(),
         &sessions,
         run.origin,
+        None,
     )?;
     let writes = tokio::task::spawn_blocking(move || db::run_writers(plan)).await??;
     let after = Sample::take(run.relay_pid);
@@ -589,6 +591,7 @@ async fn announce(mut a: AnnounceArgs, nofile: Option<u64>) -> anyhow::Result<bo
         run.marker.clone(),
         &sessions,
         run.origin,
+        None,
     )?;
     let writes = db::announce(
         &admin,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::breakdown;
 use crate::clients::{self, FleetOptions, Marker, Target, Who};
 use crate::compare::{self, FakePresence, Side, SidePlan, SideRun, FIGURES};
 use crate::db;
@@ -66,6 +67,12 @@ pub struct CompareArgs {
     /// Seconds to wait for the last deliveries (with --ws).
     #[arg(long, default_value_t = 5.0)]
     drain: f64,
+    /// A third side in each round: the peer schema with hint-only notifications (the row's id),
+    /// each row read back by id by the tool's LISTEN on a second connection (every notification
+    /// already received in one query), as any relay under the contract's hints must. Its CPU and
+    /// latency are the floor of a hint-only design (`peer_hint`, ratios against the plain peer).
+    #[arg(long)]
+    peer_read_back: bool,
     /// CI preset: 20 sessions, 2 writers, 100 rows/s, 1 round of 1 s, no warm-up, 2 staff.
     #[arg(long)]
     smoke: bool,
@@ -183,6 +190,7 @@ impl DbRun {
             first_seq: self.next_seq,
             cluster: self.cluster,
             relay_pids: relay_pids.to_vec(),
+            admin: &self.admin,
         })
         .await?;
         self.next_seq += r.written.len() as u32;
@@ -232,45 +240,114 @@ fn load_average() -> Option<String> {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
-/// Per figure: peer median, gre median, ratio gre/peer.
+/// The ratios b/a of a figure within each round (a round is one run of each side, in order).
+fn per_round(
+    runs: &[SideRun],
+    sides: usize,
+    a: Side,
+    b: Side,
+    f: fn(&SideRun) -> Option<f64>,
+) -> Vec<f64> {
+    runs.chunks(sides)
+        .filter_map(|round| {
+            let of = |s: Side| round.iter().find(|r| r.side == s);
+            compare::ratio(f(of(b)?), f(of(a)?))
+        })
+        .collect()
+}
+
+/// Per figure: peer median, gre median, ratio gre/peer; with the hint-only peer
+/// (--peer-read-back) also its median and the ratios peer_hint/peer and gre/peer_hint.
 fn side_by_side(runs: &[SideRun]) -> (Vec<String>, Value) {
+    let hint = runs.iter().any(|r| r.side == Side::PeerHint);
+    let sides = if hint { 3 } else { 2 };
     let of = |side: Side| runs.iter().filter(|r| r.side == side).collect::<Vec<_>>();
-    let (peer, gre) = (
+    let (peer, gre, peer_hint) = (
         compare::medians(&of(Side::Peer)),
         compare::medians(&of(Side::Gre)),
+        compare::medians(&of(Side::PeerHint)),
     );
-    let mut lines = vec![format!(
+    let mut head = format!(
         "  {:<26} {:>12} {:>12} {:>10} {:>14}",
         "median over rounds", "peer", "gre", "gre/peer", "per round"
-    )];
+    );
+    if hint {
+        head += &format!(
+            " {:>12} {:>16} {:>16}",
+            "peer_hint", "hint/peer round", "gre/hint round"
+        );
+    }
+    let mut lines = vec![head];
     let mut j = serde_json::Map::new();
-    for (((name, unit, f), (_, p)), (_, g)) in FIGURES.iter().zip(&peer).zip(&gre) {
+    let r4 = |x: Option<f64>| x.map(|v| (v * 10000.0).round() / 10000.0);
+    let x = |r: Option<f64>| r.map_or("n/a".into(), |r| format!("{r:.2}x"));
+    for ((((name, unit, f), (_, p)), (_, g)), (_, h)) in
+        FIGURES.iter().zip(&peer).zip(&gre).zip(&peer_hint)
+    {
         let r = compare::ratio(*g, *p);
         // The ratio within each round (its peer run and the gre run right after it): on a
         // noisy machine, more telling than the ratio of medians taken from different rounds.
-        let rounds: Vec<f64> = runs
-            .chunks(2)
-            .filter_map(|pair| match pair {
-                [a, b] if a.side == Side::Peer && b.side == Side::Gre => compare::ratio(f(b), f(a)),
-                _ => None,
-            })
-            .collect();
-        let per_round = compare::median(rounds.clone());
-        lines.push(format!(
+        let rounds = per_round(runs, sides, Side::Peer, Side::Gre, *f);
+        let per_round_median = compare::median(rounds.clone());
+        let mut line = format!(
             "  {:<26} {:>12} {:>12} {:>10} {:>14}",
             name,
             compare::fmt(*p, unit),
             compare::fmt(*g, unit),
-            r.map_or("n/a".into(), |r| format!("{r:.2}x")),
-            per_round.map_or("n/a".into(), |r| format!("{r:.2}x")),
-        ));
-        let r4 = |x: Option<f64>| x.map(|v| (v * 10000.0).round() / 10000.0);
-        j.insert(
-            (*name).into(),
-            json!({"peer": r4(*p), "gre": r4(*g), "ratio": r4(r),
-                   "ratio_per_round": rounds.iter().map(|x| r4(Some(*x))).collect::<Vec<_>>(),
-                   "ratio_per_round_median": r4(per_round)}),
+            x(r),
+            x(per_round_median),
         );
+        let mut entry = json!({"peer": r4(*p), "gre": r4(*g), "ratio": r4(r),
+                   "ratio_per_round": rounds.iter().map(|x| r4(Some(*x))).collect::<Vec<_>>(),
+                   "ratio_per_round_median": r4(per_round_median)});
+        if hint {
+            let hp = compare::median(per_round(runs, sides, Side::Peer, Side::PeerHint, *f));
+            let gh = compare::median(per_round(runs, sides, Side::PeerHint, Side::Gre, *f));
+            line += &format!(
+                " {:>12} {:>16} {:>16}",
+                compare::fmt(*h, unit),
+                x(hp),
+                x(gh)
+            );
+            entry["peer_hint"] = json!(r4(*h));
+            entry["peer_hint_over_peer_per_round_median"] = json!(r4(hp));
+            entry["gre_over_peer_hint_per_round_median"] = json!(r4(gh));
+        }
+        lines.push(line);
+        j.insert((*name).into(), entry);
+    }
+    (lines, Value::Object(j))
+}
+
+/// Per side, the median over its runs of each process label's CPU per row (ms).
+fn cpu_breakdown(runs: &[SideRun]) -> (Vec<String>, Value) {
+    let mut lines = Vec::new();
+    let mut j = serde_json::Map::new();
+    for side in [Side::Peer, Side::PeerHint, Side::Gre] {
+        let per: Vec<Vec<(&'static str, f64)>> = runs
+            .iter()
+            .filter(|r| r.side == side)
+            .filter_map(SideRun::cpu_ms_per_row_by_process)
+            .collect();
+        if per.is_empty() {
+            continue;
+        }
+        let mut parts = Vec::new();
+        let mut o = serde_json::Map::new();
+        for label in breakdown::LABELS {
+            let v = compare::median(
+                per.iter()
+                    .map(|p| p.iter().find(|(l, _)| l == label).map_or(0.0, |(_, v)| *v))
+                    .collect(),
+            )
+            .unwrap_or(0.0);
+            if v.abs() >= 0.0005 {
+                parts.push(format!("{label} {v:.3}"));
+            }
+            o.insert((*label).into(), json!((v * 10000.0).round() / 10000.0));
+        }
+        lines.push(format!("  {:<9} {}", side.name(), parts.join(", ")));
+        j.insert(side.name().into(), Value::Object(o));
     }
     (lines, Value::Object(j))
 }
@@ -337,9 +414,14 @@ pub async fn compare_mode(mut a: CompareArgs, nofile: Option<u64>) -> anyhow::Re
     }
 
     // Warm-up rows reach the relay's clients too: counted for the drain, not analysed.
+    let sides: &[Side] = if a.peer_read_back {
+        &[Side::Peer, Side::PeerHint, Side::Gre]
+    } else {
+        &[Side::Peer, Side::Gre]
+    };
     let mut warm_gre_rows = 0;
     if a.warmup > 0.0 {
-        for side in [Side::Peer, Side::Gre] {
+        for &side in sides {
             let r = run
                 .side(side, a.writers, a.rate, a.warmup, &relay_pids)
                 .await?;
@@ -351,7 +433,7 @@ pub async fn compare_mode(mut a: CompareArgs, nofile: Option<u64>) -> anyhow::Re
     let mut runs = Vec::new();
     for round in 0..a.rounds {
         run.progress(&format!("round {} of {}", round + 1, a.rounds));
-        for side in [Side::Peer, Side::Gre] {
+        for &side in sides {
             runs.push(
                 run.side(side, a.writers, a.rate, a.duration, &relay_pids)
                     .await?,
@@ -424,6 +506,13 @@ pub async fn compare_mode(mut a: CompareArgs, nofile: Option<u64>) -> anyhow::Re
         run.say(l);
     }
     run.say("  per round = median of the ratios gre/peer within each round (its peer run, then its gre run)");
+    let (breakdown_lines, breakdown_json) = cpu_breakdown(&runs);
+    if !breakdown_lines.is_empty() {
+        run.say("  PostgreSQL CPU per row by process (ms, median over rounds):");
+        for l in &breakdown_lines {
+            run.say(l);
+        }
+    }
     if a.rate > 0.0 {
         let short: Vec<&str> = runs
             .iter()
@@ -472,7 +561,8 @@ pub async fn compare_mode(mut a: CompareArgs, nofile: Option<u64>) -> anyhow::Re
         "tool": "gre-bench", "mode": "compare", "ok": ok, "run": run.id,
         "writers": a.writers, "rate": a.rate, "duration_s": a.duration, "rounds": a.rounds,
         "sessions": a.db.sessions, "relay": a.ws, "offline_players": a.db.offline_players,
-        "insert_errors": errors, "medians": ratios,
+        "insert_errors": errors, "medians": ratios, "peer_read_back": a.peer_read_back,
+        "pg_cpu_ms_per_row_by_process": breakdown_json,
         "runs": runs.iter().map(SideRun::json).collect::<Vec<_>>(),
         "e2e": e2e.iter().map(|d| json!({"e2e": d.e2e.json(), "lost": d.lost, "duplicated": d.duplicated})).collect::<Vec<_>>(),
         "load_average": [load0, load1],

@@ -355,3 +355,76 @@ impl Cluster {
         Some(sum)
     }
 }
+
+/// Parent pid and CPU seconds (user + system) of a process, from one read of /proc/PID/stat.
+fn parent_and_cpu(pid: u32) -> Option<(u32, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some((ppid, ticks / clock_ticks()))
+}
+
+/// The process title PostgreSQL gives an auxiliary process (`postgres: logger`, `postgres:
+/// walwriter`, ...), from /proc/PID/cmdline, for processes pg_stat_activity does not list.
+pub fn process_title(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let text = String::from_utf8_lossy(&raw).replace('\0', " ");
+    Some(text.trim().to_owned())
+}
+
+/// One reading of a cluster's processes (see [`Cluster::processes`]).
+#[derive(Debug, Clone)]
+pub struct ClusterProcesses {
+    /// The postmaster's own CPU seconds.
+    pub postmaster_own: f64,
+    /// CPU seconds of the postmaster's children that ended and were reaped (cutime + cstime).
+    pub reaped: f64,
+    /// (pid, CPU seconds so far) of every live child of the postmaster.
+    pub children: Vec<(u32, f64)>,
+}
+
+impl ClusterProcesses {
+    /// The cluster's CPU so far, as [`Cluster::cpu_seconds`] counts it.
+    pub fn total(&self) -> f64 {
+        self.postmaster_own + self.reaped + self.children.iter().map(|c| c.1).sum::<f64>()
+    }
+}
+
+impl Cluster {
+    /// The cluster's processes and their CPU so far, one by one (where [`Cluster::cpu_seconds`]
+    /// gives only the sum): for the breakdown of a run's CPU by process.
+    pub fn processes(&self) -> Option<ClusterProcesses> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.postmaster)).ok()?;
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        let hz = clock_ticks();
+        let postmaster_own = (field(11)? + field(12)?) / hz;
+        let reaped = (field(13)? + field(14)?) / hz;
+        let mut children = Vec::new();
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == self.postmaster {
+                continue;
+            }
+            if let Some((ppid, cpu)) = parent_and_cpu(pid) {
+                if ppid == self.postmaster {
+                    children.push((pid, cpu));
+                }
+            }
+        }
+        Some(ClusterProcesses {
+            postmaster_own,
+            reaped,
+            children,
+        })
+    }
+}
