@@ -9,7 +9,7 @@
 # identical runs); compare variants in alternating passes all the same.
 #
 # Usage (a scratch database with sql/*.sql then triggers/*.sql applied, as user postgres):
-#   scripts/insert_cpu.sh setup URL          once per database (a template copies it): schema bd
+#   [GRE_BENCH=path] scripts/insert_cpu.sh setup URL         once per database (a template copies it): schema bd
 #                                            with 2,000 active sessions in bd.s (assigned to
 #                                            bench-gre, who is online), their players present
 #                                            under a fake relay, and the peer table bench_peer
@@ -29,30 +29,11 @@ psql_() { psql -X -q -v ON_ERROR_STOP=1 "$url" "$@"; }
 
 case "$cmd" in
 setup)
+  # The peer table exactly as gre-bench compare creates it (one identity column, one NOTIFY trigger).
+  "${GRE_BENCH:-target/release/gre-bench}" peer-schema | psql_
   psql_ <<'SQL'
 create schema if not exists bd;
 create table if not exists bd.s (n int primary key, id uuid not null, player_id bigint not null);
-create schema if not exists bench_peer;
-create table if not exists bench_peer.messages (
-  id          bigint generated always as identity primary key,
-  session_id  uuid not null,
-  sender      text not null,
-  sender_id   text,
-  message     text not null,
-  created_at  timestamptz not null default now()
-);
-create or replace function bench_peer.notify_message() returns trigger
-  language plpgsql
-  set search_path = ''
-  as $$
-begin
-  perform pg_catalog.pg_notify('bench_peer', pg_catalog.row_to_json(new)::text);
-  return null;
-end
-$$;
-create or replace trigger messages_notify
-  after insert on bench_peer.messages
-  for each row execute function bench_peer.notify_message();
 do $$
 declare v uuid;
 begin

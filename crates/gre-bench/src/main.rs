@@ -67,6 +67,9 @@ enum Command {
     /// 1, 2, 4 relays (the gre-relay binary, started by the tool) on one database, clients split
     /// among them: deliveries, lost, database CPU, each relay's LISTEN backend's CPU.
     Scale(scale::ScaleArgs),
+    /// Prints the peer schema's SQL (what `compare` creates in schema bench_peer), for scripts
+    /// that measure it outside the tool (scripts/insert_cpu.sh).
+    PeerSchema,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -195,6 +198,10 @@ struct IdleArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::PeerSchema = cli.command {
+        println!("{}", compare::PEER_SCHEMA);
+        return std::process::ExitCode::SUCCESS;
+    }
     let nofile = sys::raise_nofile_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -214,6 +221,7 @@ fn main() -> std::process::ExitCode {
             Command::Compare(a) => modes::compare_mode(a, nofile).await,
             Command::Ceiling(a) => modes::ceiling_mode(a).await,
             Command::Scale(a) => scale::scale_mode(a, nofile).await,
+            Command::PeerSchema => Ok(true),
         }
     });
     // Do not wait for client tasks still closing.

@@ -154,17 +154,22 @@ pub fn machine_cpu_seconds() -> Option<(f64, f64)> {
     Some(((total - idle) / hz, total / hz))
 }
 
+/// The ids of the processes in /proc now (None when /proc cannot be read).
+fn process_ids() -> Option<impl Iterator<Item = u32>> {
+    let dir = std::fs::read_dir("/proc").ok()?;
+    Some(
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok())),
+    )
+}
+
 /// CPU seconds used so far by every process whose command name is `comm` (e.g. "postgres": the
 /// database's backends, when it runs on this machine; every cluster on the machine counts),
 /// including their children that have ended.
 pub fn cpu_seconds_of_command(comm: &str) -> Option<f64> {
     let mut sum = 0.0;
     let mut found = false;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
+    for pid in process_ids()? {
         let Ok(c) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
             continue;
         };
@@ -203,14 +208,7 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
         return None;
     }
     let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in process_ids()? {
         if pid == me {
             continue;
         }
@@ -338,14 +336,7 @@ impl Cluster {
     /// CPU seconds used so far by the cluster (see the type's comment).
     pub fn cpu_seconds(&self) -> Option<f64> {
         let mut sum = cpu_times(self.postmaster, true)?;
-        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
+        for pid in process_ids()? {
             if pid != self.postmaster && parent_pid(pid) == Some(self.postmaster) {
                 // A backend that ends between the two reads is missed here but shows up in
                 // the postmaster's cutime at the next sample: the error is one sample's worth.
@@ -404,14 +395,7 @@ impl Cluster {
         let postmaster_own = (field(11)? + field(12)?) / hz;
         let reaped = (field(13)? + field(14)?) / hz;
         let mut children = Vec::new();
-        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
+        for pid in process_ids()? {
             if pid == self.postmaster {
                 continue;
             }
