@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH,
-    CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
+    HeaderValue, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY,
+    CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use super::error::{error_response, ApiCode, ApiError};
+use super::error::{error_response, method_not_allowed, ApiCode, ApiError};
 use super::response::Body;
 use super::rest::{authenticate, discard_up_to, query_params, raw_response, take_rest_budget};
 use crate::attachments::{AttachmentError, Attachments, Reader, Uploaded};
@@ -85,15 +85,7 @@ pub(super) async fn handle(req: Request<Incoming>, app: &AppState) -> Response<B
     let (route, method) = matched.value.clone();
     let message_id = matched.params.get("message_id").map(str::to_owned);
     if req.method() != method {
-        let mut res = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ApiCode::MethodNotAllowed,
-            &format!("use {method}"),
-        );
-        if let Ok(v) = HeaderValue::from_str(method.as_str()) {
-            res.headers_mut().insert(ALLOW, v);
-        }
-        return res;
+        return method_not_allowed(method.as_str());
     }
     let message_id = match message_id.map(|m| m.parse::<Uuid>()) {
         Some(Err(_)) => {

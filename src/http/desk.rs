@@ -9,7 +9,6 @@
 //! Must not touch: the hub and the LISTEN connection.
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -19,7 +18,7 @@ use std::sync::OnceLock;
 use uuid::Uuid;
 
 use super::bodies::Field;
-use super::error::{error_response, ApiCode, ApiError};
+use super::error::{error_response, method_not_allowed, ApiCode, ApiError};
 use super::response::Body;
 use super::rest::{
     authenticate, limit_param, param_uuid, query_params, raw_response, read_body, require_staff,
@@ -126,15 +125,7 @@ pub(super) async fn handle(req: Request<Incoming>, app: &AppState) -> Response<B
             .map(|(m, _)| m.as_str())
             .collect::<Vec<_>>()
             .join(", ");
-        let mut res = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ApiCode::MethodNotAllowed,
-            &format!("use {allow}"),
-        );
-        if let Ok(v) = HeaderValue::from_str(&allow) {
-            res.headers_mut().insert(ALLOW, v);
-        }
-        return res;
+        return method_not_allowed(&allow);
     };
     dispatch(route, params, req, app)
         .await

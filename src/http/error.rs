@@ -135,6 +135,19 @@ pub(crate) fn error_response(
     )
 }
 
+/// 405 with the `Allow` header: `allow` is the method list of the path ("GET", "PUT, DELETE").
+pub(crate) fn method_not_allowed(allow: &str) -> Response<Body> {
+    let mut res = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ApiCode::MethodNotAllowed,
+        &format!("use {allow}"),
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(allow) {
+        res.headers_mut().insert(hyper::header::ALLOW, v);
+    }
+    res
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,6 @@ use tokio_tungstenite::WebSocketStream;
 use crate::protocol::ErrorCode;
 use crate::state::AppState;
 use error::error_response;
-use error::ApiCode;
 
 /// Routes one request. Never fails: every problem is a JSON error response. Every answer carries
 /// the CORS headers for the caller's origin (`cors.rs`).
@@ -50,16 +49,7 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let request_headers = req.headers().clone();
-    let not_allowed = |allow: &'static str| {
-        let mut res = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ApiCode::MethodNotAllowed,
-            &format!("use {allow}"),
-        );
-        res.headers_mut()
-            .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
-        res
-    };
+    let not_allowed = error::method_not_allowed;
     let preflight = req.method() == Method::OPTIONS;
     let mut res = match (req.method(), path.as_str()) {
         // A browser asks before a cross-origin call with a token: 204, and the allow headers

@@ -6,7 +6,7 @@
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
 
 use super::bodies::{self, BodyError, Field, ReplyBody, SendBody, StatusBody};
-use super::error::{error_response, ApiCode, ApiError};
+use super::error::{error_response, method_not_allowed, ApiCode, ApiError};
 use super::response::{full, json_response, Body};
 use crate::auth::{AuthError, Identity};
 use crate::chat::{self, store_error};
@@ -103,15 +103,7 @@ pub(super) async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Option
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     if req.method() != method {
-        let mut res = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ApiCode::MethodNotAllowed,
-            &format!("use {method}"),
-        );
-        if let Ok(v) = HeaderValue::from_str(method.as_str()) {
-            res.headers_mut().insert(ALLOW, v);
-        }
-        return Some(res);
+        return Some(method_not_allowed(method.as_str()));
     }
     let result = dispatch(route, params, req, &app).await;
     Some(result.unwrap_or_else(ApiError::into_response))
