@@ -28,6 +28,7 @@ use uuid::Uuid;
 use super::error::{error_response, method_not_allowed, ApiCode, ApiError};
 use super::response::Body;
 use super::rest::{authenticate, discard_up_to, query_params, raw_response, take_rest_budget};
+use super::routes::{Lookup, Routes};
 use crate::attachments::{AttachmentError, Attachments, Reader, Uploaded};
 use crate::auth::Identity;
 use crate::protocol::ErrorCode;
@@ -42,51 +43,44 @@ enum Route {
     Link,
 }
 
-fn router() -> &'static matchit::Router<(Route, Method)> {
-    static ROUTER: OnceLock<matchit::Router<(Route, Method)>> = OnceLock::new();
-    ROUTER.get_or_init(|| {
-        let mut r = matchit::Router::new();
-        for (path, route, method) in [
-            ("/api/gre-chat/attachments", Route::Upload, Method::POST),
-            ("/api/gre-admin/attachments", Route::Upload, Method::POST),
+fn routes() -> &'static Routes<Route> {
+    static ROUTES: OnceLock<Routes<Route>> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        Routes::new(&[
+            ("/api/gre-chat/attachments", Method::POST, Route::Upload),
+            ("/api/gre-admin/attachments", Method::POST, Route::Upload),
             (
                 "/api/gre-chat/attachments/{message_id}",
-                Route::Download,
                 Method::GET,
+                Route::Download,
             ),
             (
                 "/api/gre-chat/attachments/{message_id}/link",
-                Route::Link,
                 Method::GET,
+                Route::Link,
             ),
-        ] {
-            // A fixed table without conflicts; a failure here is a programming error.
-            r.insert(path, (route, method))
-                .expect("valid, distinct route patterns");
-        }
-        r
+        ])
     })
 }
 
 /// Whether `path` is one of these endpoints (the one routing line in `http/mod.rs`).
 pub(super) fn is_attachment_path(path: &str) -> bool {
-    router().at(path).is_ok()
+    routes().has_path(path)
 }
 
 /// Answers a request to one of the attachment endpoints.
 pub(super) async fn handle(req: Request<Incoming>, app: &AppState) -> Response<Body> {
-    let Ok(matched) = router().at(req.uri().path()) else {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            "no such endpoint",
-        );
+    let (route, message_id) = match routes().lookup(req.uri().path(), req.method()) {
+        Lookup::NoPath => {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such endpoint",
+            )
+        }
+        Lookup::WrongMethod(allow) => return method_not_allowed(&allow),
+        Lookup::Found(route, mut params) => (route, params.remove("message_id")),
     };
-    let (route, method) = matched.value.clone();
-    let message_id = matched.params.get("message_id").map(str::to_owned);
-    if req.method() != method {
-        return method_not_allowed(method.as_str());
-    }
     let message_id = match message_id.map(|m| m.parse::<Uuid>()) {
         Some(Err(_)) => {
             return ApiError::bad_request("messageId must be a UUID").into_response();

@@ -24,6 +24,7 @@ use super::rest::{
     authenticate, limit_param, param_uuid, query_params, raw_response, read_body, require_staff,
     take_rest_budget,
 };
+use super::routes::{Lookup, Routes};
 use crate::auth::Identity;
 use crate::chat::{store_error, ChatError};
 use crate::db::{CannedInput, DeskSettingsInput, StoreError, Transfer};
@@ -50,50 +51,56 @@ enum Route {
 }
 
 /// Path → the routes of each method it answers.
-fn router() -> &'static matchit::Router<Vec<(Method, Route)>> {
-    static ROUTER: OnceLock<matchit::Router<Vec<(Method, Route)>>> = OnceLock::new();
-    ROUTER.get_or_init(|| {
-        let mut r = matchit::Router::new();
-        let routes = [
+fn routes() -> &'static Routes<Route> {
+    static ROUTES: OnceLock<Routes<Route>> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        Routes::new(&[
             (
                 "/api/gre-admin/desk/canned-responses",
-                vec![
-                    (Method::GET, Route::CannedList),
-                    (Method::POST, Route::CannedCreate),
-                ],
+                Method::GET,
+                Route::CannedList,
+            ),
+            (
+                "/api/gre-admin/desk/canned-responses",
+                Method::POST,
+                Route::CannedCreate,
             ),
             (
                 "/api/gre-admin/desk/canned-responses/{id}",
-                vec![
-                    (Method::PUT, Route::CannedUpdate),
-                    (Method::DELETE, Route::CannedDelete),
-                ],
+                Method::PUT,
+                Route::CannedUpdate,
+            ),
+            (
+                "/api/gre-admin/desk/canned-responses/{id}",
+                Method::DELETE,
+                Route::CannedDelete,
             ),
             (
                 "/api/gre-admin/desk/settings",
-                vec![
-                    (Method::GET, Route::SettingsGet),
-                    (Method::PUT, Route::SettingsPut),
-                ],
+                Method::GET,
+                Route::SettingsGet,
+            ),
+            (
+                "/api/gre-admin/desk/settings",
+                Method::PUT,
+                Route::SettingsPut,
             ),
             (
                 "/api/gre-admin/desk/sessions/{session_id}/transfer",
-                vec![(Method::POST, Route::Transfer)],
+                Method::POST,
+                Route::Transfer,
             ),
             (
                 "/api/gre-admin/desk/sessions/{session_id}/notes",
-                vec![
-                    (Method::GET, Route::NotesList),
-                    (Method::POST, Route::NotesAdd),
-                ],
+                Method::GET,
+                Route::NotesList,
             ),
-        ];
-        for (path, methods) in routes {
-            // The table above is fixed and free of conflicts; a failure here is a programming error.
-            r.insert(path, methods)
-                .expect("valid, distinct route patterns");
-        }
-        r
+            (
+                "/api/gre-admin/desk/sessions/{session_id}/notes",
+                Method::POST,
+                Route::NotesAdd,
+            ),
+        ])
     })
 }
 
@@ -101,31 +108,16 @@ type ApiResult = Result<Response<Body>, ApiError>;
 
 /// Answers a request under `/api/gre-admin/desk/`.
 pub(super) async fn handle(req: Request<Incoming>, app: &AppState) -> Response<Body> {
-    let Ok(matched) = router().at(req.uri().path()) else {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            "no such endpoint",
-        );
-    };
-    let params: HashMap<String, String> = matched
-        .params
-        .iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    let Some(route) = matched
-        .value
-        .iter()
-        .find(|(m, _)| m == req.method())
-        .map(|(_, r)| *r)
-    else {
-        let allow = matched
-            .value
-            .iter()
-            .map(|(m, _)| m.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        return method_not_allowed(&allow);
+    let (route, params) = match routes().lookup(req.uri().path(), req.method()) {
+        Lookup::NoPath => {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such endpoint",
+            )
+        }
+        Lookup::WrongMethod(allow) => return method_not_allowed(&allow),
+        Lookup::Found(route, params) => (route, params),
     };
     dispatch(route, params, req, app)
         .await

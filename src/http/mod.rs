@@ -19,6 +19,7 @@ mod metrics;
 pub mod pages;
 mod response;
 mod rest;
+mod routes;
 
 use response::full;
 pub(crate) use response::Body;

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::bodies::{self, BodyError, Field, ReplyBody, SendBody, StatusBody};
 use super::error::{error_response, method_not_allowed, ApiCode, ApiError};
 use super::response::{full, json_response, Body};
+use super::routes::{Lookup, Routes};
 use crate::auth::{AuthError, Identity};
 use crate::chat::{self, store_error};
 use crate::protocol::{self, Cursor, ErrorCode, ProtocolError};
@@ -42,52 +43,45 @@ enum Route {
     AdminStatus,
 }
 
-/// Path → (route, the one method it answers).
-fn router() -> &'static matchit::Router<(Route, Method)> {
-    static ROUTER: OnceLock<matchit::Router<(Route, Method)>> = OnceLock::new();
-    ROUTER.get_or_init(|| {
-        let mut r = matchit::Router::new();
-        let routes = [
-            ("/api/gre-chat/send", Route::Send, Method::POST),
+/// Path → the route of the one method it answers.
+fn routes() -> &'static Routes<Route> {
+    static ROUTES: OnceLock<Routes<Route>> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        Routes::new(&[
+            ("/api/gre-chat/send", Method::POST, Route::Send),
             (
                 "/api/gre-chat/messages/{player_id}",
-                Route::PlayerMessages,
                 Method::GET,
+                Route::PlayerMessages,
             ),
             (
                 "/api/gre-chat/enable-all-players",
-                Route::EnableAll,
                 Method::POST,
+                Route::EnableAll,
             ),
             (
                 "/api/gre-chat/enable-player/{player_id}",
-                Route::EnablePlayer,
                 Method::POST,
+                Route::EnablePlayer,
             ),
             (
                 "/api/gre-chat/close-session/{player_id}",
-                Route::CloseSession,
                 Method::POST,
+                Route::CloseSession,
             ),
-            ("/api/gre-admin/sessions", Route::AdminSessions, Method::GET),
+            ("/api/gre-admin/sessions", Method::GET, Route::AdminSessions),
             (
                 "/api/gre-admin/messages/{session_id}",
-                Route::AdminMessages,
                 Method::GET,
+                Route::AdminMessages,
             ),
-            ("/api/gre-admin/reply", Route::AdminReply, Method::POST),
+            ("/api/gre-admin/reply", Method::POST, Route::AdminReply),
             (
                 "/api/gre-admin/session/{session_id}/status",
-                Route::AdminStatus,
                 Method::PUT,
+                Route::AdminStatus,
             ),
-        ];
-        for (path, route, method) in routes {
-            // The table above is fixed and free of conflicts; a failure here is a programming error.
-            r.insert(path, (route, method))
-                .expect("valid, distinct route patterns");
-        }
-        r
+        ])
     })
 }
 
@@ -95,16 +89,11 @@ type ApiResult = Result<Response<Body>, ApiError>;
 
 /// Answers a request under `/api/`, or `None` when no REST route has that path.
 pub(super) async fn handle(req: Request<Incoming>, app: Arc<AppState>) -> Option<Response<Body>> {
-    let matched = router().at(req.uri().path()).ok()?;
-    let (route, method) = matched.value.clone();
-    let params: HashMap<String, String> = matched
-        .params
-        .iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    if req.method() != method {
-        return Some(method_not_allowed(method.as_str()));
-    }
+    let (route, params) = match routes().lookup(req.uri().path(), req.method()) {
+        Lookup::NoPath => return None,
+        Lookup::WrongMethod(allow) => return Some(method_not_allowed(&allow)),
+        Lookup::Found(route, params) => (route, params),
+    };
     let result = dispatch(route, params, req, &app).await;
     Some(result.unwrap_or_else(ApiError::into_response))
 }
